@@ -1,0 +1,150 @@
+"""Read the seed's channel format and turn it into tf.data pipelines.
+
+A channel folder holds `training.npz` and/or `testing.npz`, each with
+`image` (N, H, W, 3) uint8 and `label` (N,) or (N, 1) integers, and optionally
+`class_names` (num_classes,) strings. The `train` channel reads `training.npz`,
+the `validation` channel `testing.npz`; a channel with a single .npz uses it.
+
+Every problem with the data raises DataError with one sentence that says what
+is wrong and where, because that sentence becomes SageMaker's FailureReason.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+TRAIN_FILE = "training.npz"
+VALIDATION_FILE = "testing.npz"
+
+# CIFAR-10's label order, used when a 10-class dataset carries no class names.
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+
+class DataError(ValueError):
+    """The training data cannot be used; the message is one readable sentence."""
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # (N, H, W, 3) uint8
+    labels: np.ndarray  # (N,) int32
+    class_names: tuple[str, ...] | None  # from the file, if it had them
+    source: Path
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def find_channel_file(channel_dir: str | Path, preferred: str, channel: str) -> Path:
+    """The .npz file a channel should read: `preferred` if present, else its only .npz."""
+    folder = Path(channel_dir)
+    if not folder.is_dir():
+        raise DataError(f"the {channel} channel folder {folder} does not exist")
+    if (folder / preferred).is_file():
+        return folder / preferred
+    candidates = sorted(folder.glob("*.npz"))
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise DataError(f"the {channel} channel {folder} holds no .npz file (expected {preferred})")
+    names = ", ".join(p.name for p in candidates)
+    raise DataError(f"the {channel} channel {folder} has no {preferred} and several .npz files: {names}")
+
+
+def load_split(path: str | Path, image_size: int, num_classes: int) -> Split:
+    """Load and check one npz file; raise DataError naming the first problem found."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise DataError(f"{path} is not a readable .npz file ({error})") from None
+
+    for key in ("image", "label"):
+        if key not in arrays:
+            found = ", ".join(sorted(arrays)) or "nothing"
+            raise DataError(f"{path} has no '{key}' array (it holds {found})")
+    images, labels = arrays["image"], arrays["label"]
+
+    expected = (image_size, image_size, 3)
+    if images.ndim != 4 or images.shape[1:] != expected:
+        raise DataError(
+            f"{path}: 'image' has shape {images.shape}, expected (N, {image_size}, {image_size}, 3)"
+            f" for --image-size {image_size}"
+        )
+    if images.dtype != np.uint8:
+        raise DataError(f"{path}: 'image' has dtype {images.dtype}, expected uint8 pixels 0-255")
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise DataError(f"{path}: 'label' has shape {labels.shape}, expected (N,) or (N, 1)")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: 'label' has dtype {labels.dtype}, expected integers")
+    if len(labels) != len(images):
+        raise DataError(f"{path} has {len(images)} images but {len(labels)} labels")
+    if len(labels) == 0:
+        raise DataError(f"{path} holds no examples")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        bad = low if low < 0 else high
+        raise DataError(
+            f"{path}: label {bad} is outside [0, {num_classes}) for --num-classes {num_classes}"
+        )
+
+    class_names = None
+    if "class_names" in arrays:
+        class_names = tuple(str(name) for name in arrays["class_names"].reshape(-1))
+        if len(class_names) != num_classes:
+            raise DataError(
+                f"{path} names {len(class_names)} classes but --num-classes is {num_classes}"
+            )
+    log.info("loaded %d examples from %s", len(labels), path)
+    return Split(images, labels.astype(np.int32), class_names, path)
+
+
+def load_channel(
+    channel_dir: str | Path, preferred: str, channel: str, image_size: int, num_classes: int
+) -> Split:
+    return load_split(find_channel_file(channel_dir, preferred, channel), image_size, num_classes)
+
+
+def resolve_class_names(num_classes: int, *splits: Split | None) -> tuple[str, ...]:
+    """Class names from the data if it has them, else CIFAR-10's for 10 classes, else numbers."""
+    for split in splits:
+        if split is not None and split.class_names is not None:
+            return split.class_names
+    if num_classes == len(CIFAR10_CLASSES):
+        return CIFAR10_CLASSES
+    return tuple(str(i) for i in range(num_classes))
+
+
+def make_dataset(
+    split: Split, batch_size: int, training: bool, seed: int = 0
+) -> tf.data.Dataset:
+    """Batches of (float32 pixels 0-255 (B, H, W, 3), int32 labels (B,)).
+
+    Training batches are reshuffled every epoch and drop the last partial batch,
+    so every step has the same shape and the step function is traced once.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+    if training:
+        dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=training and len(split) >= batch_size)
+    dataset = dataset.map(
+        lambda images, labels: (tf.cast(images, tf.float32), labels),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,43 @@
+"""Assemble the Vision Transformer from the blocks in `layers.py`.
+
+The model takes raw 0-255 pixels (any real dtype) and returns class logits, so a
+client never has to know how the model normalises its input.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from sagevit.layers import ClassToken, EncoderBlock, PatchEmbedding, PositionEmbedding
+
+
+def build_vit(
+    image_size: int = 32,
+    patch_size: int = 4,
+    num_layers: int = 4,
+    d_model: int = 64,
+    num_heads: int = 4,
+    mlp_dim: int = 128,
+    num_classes: int = 10,
+    dropout: float = 0.1,
+    name: str = "vit",
+) -> keras.Model:
+    """Build a ViT: (B, image_size, image_size, 3) pixels in 0-255 -> (B, num_classes) logits."""
+    if image_size % patch_size:
+        raise ValueError(f"image size {image_size} is not divisible by patch size {patch_size}")
+    if d_model % num_heads:
+        raise ValueError(f"d_model {d_model} is not divisible by the number of heads {num_heads}")
+
+    images = keras.Input((image_size, image_size, 3), name="images")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(images)  # 0-255 -> 0-1
+    x = PatchEmbedding(patch_size, d_model, name="patch_embedding")(x)  # (B, N, D)
+    x = ClassToken(name="class_token")(x)  # (B, N+1, D)
+    x = PositionEmbedding(name="position_embedding")(x)
+    x = layers.Dropout(dropout, name="embedding_dropout")(x)
+    for i in range(num_layers):
+        x = EncoderBlock(num_heads, mlp_dim, dropout, name=f"encoder_block_{i}")(x)
+    x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
+    x = x[:, 0]  # the class token's state, (B, D)
+    logits = layers.Dense(num_classes, name="head", dtype="float32")(x)  # (B, num_classes)
+    return keras.Model(images, logits, name=name)

@@ -1,0 +1,135 @@
+"""Train the ViT on the seed's npz channels and export it for serving.
+
+Two ways in:
+  * `sagevit-train --train DIR [--validation DIR] --model-dir DIR [--epochs 1 ...]`
+    during development (paths default to SageMaker's SM_CHANNEL_* variables);
+  * the SageMaker toolkit's `train` command, through `sagevit.toolkit:main`.
+Both end in `run()`, which takes plain arguments and reads no environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from sagevit.config import ConfigError, Hyperparameters, hyperparameters_from_namespace, make_parser
+from sagevit.data import (
+    TRAIN_FILE,
+    VALIDATION_FILE,
+    DataError,
+    load_channel,
+    make_dataset,
+    resolve_class_names,
+)
+from sagevit.export import export_model
+from sagevit.model import build_vit
+from sagevit.training import EpochResult, Trainer
+
+log = logging.getLogger(__name__)
+
+
+def choose_strategy() -> tf.distribute.Strategy:
+    """All GPUs of this host if there are several, else the default (single-device) strategy."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def run(
+    hp: Hyperparameters,
+    train_dir: str | Path,
+    model_dir: str | Path,
+    validation_dir: str | Path | None = None,
+    progress_bar: bool = False,
+) -> list[EpochResult]:
+    """Load the channels, train, and export to `model_dir`. Raises ConfigError or DataError."""
+    keras.utils.set_random_seed(hp.seed)
+    args = (hp.image_size, hp.num_classes)
+    train_split = load_channel(train_dir, TRAIN_FILE, "train", *args)
+    val_split = None
+    if validation_dir is not None:
+        val_split = load_channel(validation_dir, VALIDATION_FILE, "validation", *args)
+    class_names = resolve_class_names(hp.num_classes, train_split, val_split)
+
+    batch_size = hp.batch_size
+    if batch_size > len(train_split):
+        batch_size = len(train_split)
+        log.warning("batch size %d > %d training examples; using %d", hp.batch_size, batch_size, batch_size)  # fmt: skip
+    train_data = make_dataset(train_split, batch_size, training=True, seed=hp.seed)
+    val_data = None if val_split is None else make_dataset(val_split, batch_size, training=False)
+
+    strategy = choose_strategy()
+    with strategy.scope():
+        try:
+            model = build_vit(**hp.model_kwargs())
+        except ValueError as error:  # impossible shapes: a configuration problem
+            raise ConfigError(str(error)) from None
+        optimizer = keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay)
+    log.info(
+        "training %s (%d parameters) on %d examples, validating on %d, %d replica(s)",
+        model.name, model.count_params(), len(train_split),
+        0 if val_split is None else len(val_split), strategy.num_replicas_in_sync,
+    )  # fmt: skip
+
+    trainer = Trainer(model, optimizer, batch_size, strategy, jit_compile=hp.jit_compile)
+    history = trainer.fit(
+        train_data,
+        hp.epochs,
+        validation_dataset=val_data,
+        steps_per_epoch=len(train_split) // batch_size,
+        progress_bar=progress_bar,
+    )
+    export_model(model, model_dir, class_names, hp.to_dict())
+    return history
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send this package's logs to stdout, one plain line each (entry points only)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("sagevit")
+    package.handlers[:] = [handler]
+    package.setLevel(level)
+    package.propagate = False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("Train the ViT on npz channels and export a SavedModel.")
+    paths = parser.add_argument_group("paths (default to SageMaker's environment variables)")
+    env = os.environ.get
+    paths.add_argument("--train", default=env("SM_CHANNEL_TRAIN"), help="train channel folder")
+    paths.add_argument(
+        "--validation", default=env("SM_CHANNEL_VALIDATION"), help="validation channel folder"
+    )
+    paths.add_argument(
+        "--model-dir", "--model_dir", dest="model_dir",
+        default=env("SM_MODEL_DIR", "/opt/ml/model"), help="where the model is written",
+    )  # fmt: skip
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `sagevit-train` command."""
+    configure_logging()
+    try:
+        args = build_parser().parse_args(argv)
+        if args.train is None:
+            raise DataError("no train channel: pass --train DIR or set SM_CHANNEL_TRAIN")
+        hp = hyperparameters_from_namespace(args)
+        run(hp, args.train, args.model_dir, args.validation, progress_bar=sys.stdout.isatty())
+    except (ConfigError, DataError) as error:
+        log.error("%s", error)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""A compact custom training loop that runs under any `tf.distribute` strategy.
+
+Keras 3's `Model.fit` fails under `MultiWorkerMirroredStrategy`
+(keras-team/keras#20585), so the step is written by hand: `strategy.run` calls
+a per-replica step whose loss is scaled by the global batch size, and the Keras
+optimizer all-reduces the gradients across replicas.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import keras
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochResult:
+    epoch: int  # numbered from 1
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def log_line(self) -> str:
+        """The fixed per-epoch line that SageMaker metric_definitions parse."""
+        fields = " ".join(f"{name}={value:.4f}" for name, value in self.metrics.items())
+        return f"epoch={self.epoch} {fields}"
+
+
+class Trainer:
+    """Owns the model, optimizer and compiled steps for one training run."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        global_batch_size: int,
+        strategy: tf.distribute.Strategy | None = None,
+        jit_compile: bool = False,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.global_batch_size = global_batch_size
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self._train = self._distributed(self._train_step, jit_compile)
+        self._evaluate = self._distributed(self._eval_step, jit_compile)
+
+    def _sums(self, logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        logits = tf.cast(logits, tf.float32)
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
+        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        return per_example, tf.reduce_sum(tf.cast(correct, tf.float32)), count
+
+    def _train_step(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        with tf.GradientTape() as tape:
+            logits = self.model(images, training=True)  # (B, C)
+            per_example, correct, count = self._sums(logits, labels)
+            loss = tf.nn.compute_average_loss(
+                per_example, global_batch_size=self.global_batch_size
+            )
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return tf.reduce_sum(per_example), correct, count
+
+    def _eval_step(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        per_example, correct, count = self._sums(self.model(images, training=False), labels)
+        return tf.reduce_sum(per_example), correct, count
+
+    def _distributed(self, step: Callable, jit_compile: bool) -> Callable:
+        """Wrap a per-replica step: run it on every replica and sum its outputs."""
+        replica_step = tf.function(step, jit_compile=jit_compile)
+
+        @tf.function
+        def run(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+            sums = self.strategy.run(replica_step, args=(images, labels))
+            reduce = self.strategy.reduce
+            return tuple(reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums)
+
+        return run
+
+    def _run_epoch(
+        self, dataset: tf.distribute.DistributedDataset, step: Callable, progress: keras.utils.Progbar | None
+    ) -> dict[str, float]:
+        loss_sum, correct, count = 0.0, 0.0, 0.0
+        for i, (images, labels) in enumerate(dataset):
+            batch_loss, batch_correct, batch_count = step(images, labels)
+            loss_sum += batch_loss
+            correct += batch_correct
+            count += batch_count
+            if progress is not None:
+                progress.update(i + 1, [("loss", float(loss_sum / count)), ("accuracy", float(correct / count))], finalize=False)  # fmt: skip
+        count = float(count)
+        if count == 0:
+            raise ValueError("an epoch saw no batches: the dataset is smaller than one batch")
+        return {"loss": float(loss_sum) / count, "accuracy": float(correct) / count}
+
+    def fit(
+        self,
+        train_dataset: tf.data.Dataset,
+        epochs: int,
+        validation_dataset: tf.data.Dataset | None = None,
+        steps_per_epoch: int | None = None,
+        progress_bar: bool = False,
+        on_epoch_end: Callable[[EpochResult], None] | None = None,
+    ) -> list[EpochResult]:
+        """Train for `epochs` epochs, logging one `epoch=N ...` line after each."""
+        train_dist = self.strategy.experimental_distribute_dataset(train_dataset)
+        val_dist = None
+        if validation_dataset is not None:
+            val_dist = self.strategy.experimental_distribute_dataset(validation_dataset)
+        history = []
+        for epoch in range(1, epochs + 1):
+            started = time.perf_counter()
+            progress = None
+            if progress_bar:
+                progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "accuracy"])
+            metrics = self._run_epoch(train_dist, self._train, progress)
+            if val_dist is not None:
+                val = self._run_epoch(val_dist, self._evaluate, None)
+                metrics.update({f"val_{name}": value for name, value in val.items()})
+            metrics["seconds"] = time.perf_counter() - started
+            result = EpochResult(epoch, metrics)
+            log.info(result.log_line())
+            history.append(result)
+            if on_epoch_end is not None:
+                on_epoch_end(result)
+        return history
