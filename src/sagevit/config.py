@@ -98,6 +98,9 @@ class _RaisingParser(argparse.ArgumentParser):
     """An ArgumentParser that raises ConfigError instead of exiting the process."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):  # name it the way a SageMaker user thinks of it
+            message = f"unknown hyperparameter(s): {message[len(prefix) :]}"
         raise ConfigError(message)
 
 

@@ -26,9 +26,17 @@ VALIDATION_FILE = "testing.npz"
 
 # CIFAR-10's label order, used when a 10-class dataset carries no class names.
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 class DataError(ValueError):
@@ -59,7 +67,9 @@ def find_channel_file(channel_dir: str | Path, preferred: str, channel: str) -> 
     if not candidates:
         raise DataError(f"the {channel} channel {folder} holds no .npz file (expected {preferred})")
     names = ", ".join(p.name for p in candidates)
-    raise DataError(f"the {channel} channel {folder} has no {preferred} and several .npz files: {names}")
+    raise DataError(
+        f"the {channel} channel {folder} has no {preferred} and several .npz files: {names}"
+    )
 
 
 def load_split(path: str | Path, image_size: int, num_classes: int) -> Split:
@@ -131,9 +141,7 @@ def resolve_class_names(num_classes: int, *splits: Split | None) -> tuple[str, .
     return tuple(str(i) for i in range(num_classes))
 
 
-def make_dataset(
-    split: Split, batch_size: int, training: bool, seed: int = 0
-) -> tf.data.Dataset:
+def make_dataset(split: Split, batch_size: int, training: bool, seed: int = 0) -> tf.data.Dataset:
     """Batches of (float32 pixels 0-255 (B, H, W, 3), int32 labels (B,)).
 
     Training batches are reshuffled every epoch and drop the last partial batch,

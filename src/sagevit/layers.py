@@ -107,9 +107,11 @@ class EncoderBlock(layers.Layer):
             )
         self.attention_norm = layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
         self.attention = layers.MultiHeadAttention(
-            self.num_heads, key_dim=d_model // self.num_heads, dropout=self.dropout,
+            self.num_heads,
+            key_dim=d_model // self.num_heads,
+            dropout=self.dropout,
             name="attention",
-        )  # fmt: skip
+        )
         self.mlp_norm = layers.LayerNormalization(epsilon=1e-6, name="mlp_norm")
         self.mlp_hidden = layers.Dense(self.mlp_dim, activation="gelu", name="mlp_hidden")
         self.mlp_output = layers.Dense(d_model, name="mlp_output")

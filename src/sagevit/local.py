@@ -34,10 +34,13 @@ def write_training_layout(
     as_strings = {str(key): str(value) for key, value in hyperparameters.items()}
     (config / "hyperparameters.json").write_text(json.dumps(as_strings, indent=2))
     data_config = {
-        name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
-               "RecordWrapperType": "None"}
+        name: {
+            "TrainingInputMode": "File",
+            "S3DistributionType": "FullyReplicated",
+            "RecordWrapperType": "None",
+        }
         for name in channels
-    }  # fmt: skip
+    }
     (config / "inputdataconfig.json").write_text(json.dumps(data_config, indent=2))
     resources = {"current_host": host, "hosts": [host], "network_interface_name": "lo"}
     (config / "resourceconfig.json").write_text(json.dumps(resources, indent=2))

@@ -10,9 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 SHAPES = (
-    "circle", "square", "triangle", "ring", "plus",
-    "cross", "diamond", "horizontal_bar", "vertical_bar", "frame",
-)  # fmt: skip
+    "circle",
+    "square",
+    "triangle",
+    "ring",
+    "plus",
+    "cross",
+    "diamond",
+    "horizontal_bar",
+    "vertical_bar",
+    "frame",
+)
 
 
 def _masks(u: np.ndarray, v: np.ndarray) -> list[np.ndarray]:
@@ -49,15 +57,16 @@ def make_shapes(
     all_masks = np.stack(_masks(u, v), axis=1)  # (count, classes, S, S)
     mask = all_masks[np.arange(count), labels]  # (count, S, S)
 
-    background = rng.uniform(0, 255, size=(count, 1, 1, 3))
-    # Foreground differs from background by at least 80 on average, so shapes stay visible.
-    offset = rng.uniform(80, 175, size=(count, 1, 1, 3)) * rng.choice([-1, 1], size=(count, 1, 1, 3))
-    foreground = np.mod(background + offset, 255)
+    # Dark background, bright shape, random hues: the class is in the outline, not the colour.
+    background = rng.uniform(0, 100, size=(count, 1, 1, 3))
+    foreground = rng.uniform(155, 255, size=(count, 1, 1, 3))
     images = np.where(mask[..., None], foreground, background)
     images += rng.normal(0, 12, size=images.shape)
     return np.clip(images, 0, 255).astype(np.uint8), labels, SHAPES
 
 
-def write_npz(path: str, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]) -> None:
+def write_npz(
+    path: str, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]
+) -> None:
     """Write the seed's npz format: `image`, `label`, plus `class_names`."""
     np.savez(path, image=images, label=labels, class_names=np.array(class_names))

@@ -62,7 +62,9 @@ def run(
     batch_size = hp.batch_size
     if batch_size > len(train_split):
         batch_size = len(train_split)
-        log.warning("batch size %d > %d training examples; using %d", hp.batch_size, batch_size, batch_size)  # fmt: skip
+        log.warning(
+            "batch size %d > %d training examples; using %d", hp.batch_size, batch_size, batch_size
+        )
     train_data = make_dataset(train_split, batch_size, training=True, seed=hp.seed)
     val_data = None if val_split is None else make_dataset(val_split, batch_size, training=False)
 
@@ -75,9 +77,12 @@ def run(
         optimizer = keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay)
     log.info(
         "training %s (%d parameters) on %d examples, validating on %d, %d replica(s)",
-        model.name, model.count_params(), len(train_split),
-        0 if val_split is None else len(val_split), strategy.num_replicas_in_sync,
-    )  # fmt: skip
+        model.name,
+        model.count_params(),
+        len(train_split),
+        0 if val_split is None else len(val_split),
+        strategy.num_replicas_in_sync,
+    )
 
     trainer = Trainer(model, optimizer, batch_size, strategy, jit_compile=hp.jit_compile)
     history = trainer.fit(
@@ -110,9 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--validation", default=env("SM_CHANNEL_VALIDATION"), help="validation channel folder"
     )
     paths.add_argument(
-        "--model-dir", "--model_dir", dest="model_dir",
-        default=env("SM_MODEL_DIR", "/opt/ml/model"), help="where the model is written",
-    )  # fmt: skip
+        "--model-dir",
+        "--model_dir",
+        dest="model_dir",
+        default=env("SM_MODEL_DIR", "/opt/ml/model"),
+        help="where the model is written",
+    )
     return parser
 
 

@@ -59,12 +59,10 @@ class Trainer:
         with tf.GradientTape() as tape:
             logits = self.model(images, training=True)  # (B, C)
             per_example, correct, count = self._sums(logits, labels)
-            loss = tf.nn.compute_average_loss(
-                per_example, global_batch_size=self.global_batch_size
-            )
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
         variables = self.model.trainable_variables
         gradients = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return tf.reduce_sum(per_example), correct, count
 
     def _eval_step(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -84,7 +82,10 @@ class Trainer:
         return run
 
     def _run_epoch(
-        self, dataset: tf.distribute.DistributedDataset, step: Callable, progress: keras.utils.Progbar | None
+        self,
+        dataset: tf.distribute.DistributedDataset,
+        step: Callable,
+        progress: keras.utils.Progbar | None,
     ) -> dict[str, float]:
         loss_sum, correct, count = 0.0, 0.0, 0.0
         for i, (images, labels) in enumerate(dataset):
@@ -93,7 +94,11 @@ class Trainer:
             correct += batch_correct
             count += batch_count
             if progress is not None:
-                progress.update(i + 1, [("loss", float(loss_sum / count)), ("accuracy", float(correct / count))], finalize=False)  # fmt: skip
+                progress.update(
+                    i + 1,
+                    [("loss", float(loss_sum / count)), ("accuracy", float(correct / count))],
+                    finalize=False,
+                )
         count = float(count)
         if count == 0:
             raise ValueError("an epoch saw no batches: the dataset is smaller than one batch")
@@ -118,7 +123,9 @@ class Trainer:
             started = time.perf_counter()
             progress = None
             if progress_bar:
-                progress = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "accuracy"])
+                progress = keras.utils.Progbar(
+                    steps_per_epoch, stateful_metrics=["loss", "accuracy"]
+                )
             metrics = self._run_epoch(train_dist, self._train, progress)
             if val_dist is not None:
                 val = self._run_epoch(val_dist, self._evaluate, None)

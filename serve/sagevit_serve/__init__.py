@@ -1,0 +1,1 @@
+"""sagevit_serve: the Flask/gunicorn inference server for models exported by sagevit."""

@@ -1,0 +1,82 @@
+"""Run the real server (gunicorn) on this machine and talk to it: for the demo and tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(
+    model_dir: str | Path, port: int, workers: int = 1, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start `serve` (gunicorn) on 127.0.0.1:port for `model_dir`; the caller stops it."""
+    env = {
+        **os.environ,
+        "SM_MODEL_DIR": str(model_dir),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEVIT_BIND_HOST": "127.0.0.1",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        **(extra_env or {}),
+    }
+    return subprocess.Popen([sys.executable, "-m", "sagevit_serve.cli"], env=env)
+
+
+def request(
+    url: str, body: bytes | None = None, content_type: str = "application/json", timeout: float = 30
+) -> tuple[int, bytes]:
+    """GET (no body) or POST; return (status, body) for any HTTP status."""
+    headers = {"Content-Type": content_type} if body is not None else {}
+    req = urllib.request.Request(url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def post_json(url: str, payload: Any) -> tuple[int, Any]:
+    status, body = request(url, json.dumps(payload).encode())
+    return status, json.loads(body)
+
+
+def wait_until_ready(
+    base_url: str, timeout: float = 60.0, process: subprocess.Popen | None = None
+) -> float:
+    """Poll GET /ping until it answers 200; return the seconds waited. Raise on timeout."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode} before /ping")
+        try:
+            if request(f"{base_url}/ping", timeout=2)[0] == 200:
+                return time.monotonic() - started
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{base_url}/ping did not answer 200 within {timeout:.0f} s")
+
+
+def stop_server(process: subprocess.Popen, timeout: float = 30.0) -> int:
+    """SIGTERM (graceful), then SIGKILL if it outlives `timeout`; return the exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

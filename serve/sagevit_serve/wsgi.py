@@ -1,0 +1,26 @@
+"""The WSGI entry point gunicorn imports in each worker: `sagevit_serve.wsgi:app`."""
+
+import logging
+import os
+
+from sagevit_serve import settings
+from sagevit_serve.app import create_app
+
+# gunicorn halts the whole server when a worker exits with this code, so a model
+# that cannot load stops the container instead of restarting workers forever.
+WORKER_BOOT_ERROR = 3
+
+
+def _stop_worker(error: BaseException) -> None:
+    logging.getLogger(__name__).critical("cannot serve without a model: %s", error)
+    os._exit(WORKER_BOOT_ERROR)
+
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+_s = settings.from_environ()
+app = create_app(
+    _s.model_dir,
+    tf_threads=(_s.intra_op_threads, _s.inter_op_threads),
+    max_payload_mb=_s.max_payload_mb,
+    on_load_error=_stop_worker,
+)

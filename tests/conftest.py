@@ -1,0 +1,97 @@
+"""Shared fixtures: tiny generated channels, a model trained in-process, and the Flask app."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sagevit.config import Hyperparameters
+from sagevit.synthetic import make_shapes, write_npz
+
+# Small enough to train in seconds on 2 CPU cores.
+TINY = {
+    "epochs": 1,
+    "batch-size": 32,
+    "num-layers": 1,
+    "d-model": 32,
+    "num-heads": 2,
+    "mlp-dim": 64,
+}
+
+
+def write_channel(folder: Path, train_count: int = 128, test_count: int = 64) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_npz(str(folder / "training.npz"), *make_shapes(train_count, seed=1))
+    write_npz(str(folder / "testing.npz"), *make_shapes(test_count, seed=2))
+    return folder
+
+
+def run_toolkit(base_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real sagemaker-training `train` command against a SageMaker-layout folder."""
+    env = {
+        **os.environ,
+        "SAGEMAKER_BASE_DIR": str(base_dir),
+        "SAGEMAKER_TRAINING_MODULE": "sagevit.toolkit:main",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    command = [sys.executable, "-m", "sagemaker_training.cli.train"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_channel(tmp_path_factory.mktemp("channel"))
+
+
+@pytest.fixture(scope="session")
+def model_dir(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained in-process for one epoch and exported like the trainer does."""
+    from sagevit.config import parse_hyperparameters
+    from sagevit.train import run
+
+    out = tmp_path_factory.mktemp("model")
+    hp = parse_hyperparameters([item for k, v in TINY.items() for item in (f"--{k}", str(v))])
+    run(hp, channel, out, validation_dir=channel)
+    return out
+
+
+@pytest.fixture(scope="session")
+def toolkit_run(channel: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(opt_ml folder, completed process) of one real toolkit `train` run, shared by slow tests."""
+    from sagevit.local import write_training_layout
+
+    base = write_training_layout(
+        tmp_path_factory.mktemp("opt_ml"),
+        {**TINY, "epochs": 2, "jit-compile": "True"},
+        {"train": channel, "validation": channel},
+    )
+    return base, run_toolkit(base)
+
+
+@pytest.fixture(scope="session")
+def images() -> np.ndarray:
+    return make_shapes(8, seed=3)[0]
+
+
+@pytest.fixture
+def app(model_dir: Path):
+    from sagevit_serve.app import create_app
+
+    app = create_app(model_dir, background=False)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def seed_hyperparameters() -> Hyperparameters:
+    return Hyperparameters()

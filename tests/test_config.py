@@ -1,0 +1,80 @@
+import pytest
+
+from sagevit.config import ConfigError, Hyperparameters, parse_hyperparameters
+
+SEED_ARGS = [
+    "--image-size",
+    "32",
+    "--patch-size",
+    "4",
+    "--num-layers",
+    "4",
+    "--d-model",
+    "64",
+    "--num-heads",
+    "4",
+    "--mlp-dim",
+    "128",
+    "--learning-rate",
+    "3e-4",
+    "--weight-decay",
+    "1e-4",
+    "--batch-size",
+    "256",
+    "--epochs",
+    "50",
+]
+
+
+def test_defaults_are_the_seed_notebooks():
+    assert parse_hyperparameters(SEED_ARGS) == Hyperparameters()
+    hp = Hyperparameters()
+    assert (hp.image_size, hp.patch_size, hp.num_layers, hp.d_model) == (32, 4, 4, 64)
+    assert (hp.num_heads, hp.mlp_dim, hp.batch_size, hp.epochs) == (4, 128, 256, 50)
+    assert (hp.learning_rate, hp.weight_decay) == (3e-4, 1e-4)
+
+
+def test_underscore_and_kebab_spellings_are_the_same_option():
+    kebab = parse_hyperparameters(["--batch-size", "32", "--learning-rate", "0.001"])
+    snake = parse_hyperparameters(["--batch_size", "32", "--learning_rate", "0.001"])
+    assert kebab == snake
+    assert kebab.batch_size == 32 and kebab.learning_rate == 0.001
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("True", True), ("true", True), ("1", True), ("False", False), ("false", False), ("0", False)],
+)
+def test_booleans_accept_what_the_toolkit_and_sdk_send(text, expected):
+    assert parse_hyperparameters(["--jit-compile", text]).jit_compile is expected
+
+
+def test_toolkit_restringified_numbers_parse():
+    # The toolkit JSON-decodes "64" -> 64 and "3e-4" -> 0.0003, then str()s them again.
+    hp = parse_hyperparameters(["--d_model", "64.0", "--learning_rate", "0.0003"])
+    assert hp.d_model == 64 and hp.learning_rate == 0.0003
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--epochz", "3"], "--epochz"),
+        (["--epochs", "three"], "--epochs"),
+        (["--epochs", "2.5"], "--epochs"),
+        (["--jit-compile", "yes"], "--jit-compile"),
+        (["--learning-rate", "fast"], "--learning-rate"),
+        (["--epochs", "0"], "--epochs"),
+        (["--dropout", "1.5"], "--dropout"),
+        (["--num-classes", "1"], "--num-classes"),
+        (["--batch-size"], "--batch-size"),
+    ],
+)
+def test_unknown_or_malformed_values_fail_naming_the_option(argv, named):
+    with pytest.raises(ConfigError, match=named):
+        parse_hyperparameters(argv)
+
+
+def test_model_kwargs_feed_build_vit():
+    kwargs = Hyperparameters().model_kwargs()
+    assert kwargs["d_model"] == 64 and kwargs["num_classes"] == 10
+    assert "learning_rate" not in kwargs

@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+
+from sagevit.data import (
+    CIFAR10_CLASSES,
+    DataError,
+    find_channel_file,
+    load_channel,
+    load_split,
+    make_dataset,
+    resolve_class_names,
+)
+
+
+def save(path, image, label, **extra):
+    np.savez(path, image=image, label=label, **extra)
+    return path
+
+
+def good_images(n=4, size=32):
+    return np.zeros((n, size, size, 3), np.uint8)
+
+
+def test_train_reads_training_npz_and_validation_reads_testing_npz(channel):
+    assert find_channel_file(channel, "training.npz", "train").name == "training.npz"
+    assert find_channel_file(channel, "testing.npz", "validation").name == "testing.npz"
+
+
+def test_a_channel_with_a_single_npz_uses_it(tmp_path):
+    save(tmp_path / "anything.npz", good_images(), np.zeros(4, np.int64))
+    assert find_channel_file(tmp_path, "testing.npz", "validation").name == "anything.npz"
+
+
+def test_loaded_split_has_images_labels_and_class_names(channel):
+    split = load_channel(channel, "training.npz", "train", image_size=32, num_classes=10)
+    assert split.images.shape[1:] == (32, 32, 3) and split.images.dtype == np.uint8
+    assert split.labels.dtype == np.int32 and split.labels.ndim == 1
+    assert split.class_names[0] == "circle"
+
+
+def test_column_labels_are_flattened(tmp_path):
+    path = save(tmp_path / "t.npz", good_images(), np.array([[0], [1], [2], [3]]))
+    assert load_split(path, 32, 10).labels.tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing", "channel folder .* does not exist"),
+        (lambda d: d, "holds no .npz file"),
+    ],
+)
+def test_missing_channel_or_file(tmp_path, make, message):
+    with pytest.raises(DataError, match=message):
+        find_channel_file(make(tmp_path), "training.npz", "train")
+
+
+def test_several_npz_without_the_preferred_name_is_ambiguous(tmp_path):
+    save(tmp_path / "a.npz", good_images(), np.zeros(4, np.int64))
+    save(tmp_path / "b.npz", good_images(), np.zeros(4, np.int64))
+    with pytest.raises(DataError, match=r"several .npz files: a.npz, b.npz"):
+        find_channel_file(tmp_path, "training.npz", "train")
+
+
+@pytest.mark.parametrize(
+    ("image", "label", "message"),
+    [
+        (
+            good_images(size=28),
+            np.zeros(4, int),
+            r"shape \(4, 28, 28, 3\), expected \(N, 32, 32, 3\)",
+        ),
+        (np.zeros((4, 32, 32), np.uint8), np.zeros(4, int), r"shape \(4, 32, 32\)"),
+        (np.zeros((4, 32, 32, 1), np.uint8), np.zeros(4, int), r"shape \(4, 32, 32, 1\)"),
+        (good_images().astype(np.float32), np.zeros(4, int), "dtype float32, expected uint8"),
+        (good_images(), np.zeros((4, 2), int), r"'label' has shape \(4, 2\)"),
+        (good_images(), np.zeros(4, np.float32), "'label' has dtype float32"),
+        (good_images(), np.zeros(3, int), "has 4 images but 3 labels"),
+        (good_images(), np.array([0, 1, 10, 2]), r"label 10 is outside \[0, 10\)"),
+        (good_images(), np.array([0, -1, 1, 2]), r"label -1 is outside \[0, 10\)"),
+        (good_images(0), np.zeros(0, int), "holds no examples"),
+    ],
+)
+def test_bad_arrays_stop_with_one_clear_sentence(tmp_path, image, label, message):
+    path = save(tmp_path / "training.npz", image, label)
+    with pytest.raises(DataError, match=message) as caught:
+        load_split(path, image_size=32, num_classes=10)
+    assert "\n" not in str(caught.value) and str(tmp_path) in str(caught.value)
+
+
+def test_missing_key_and_unreadable_file(tmp_path):
+    np.savez(tmp_path / "x.npz", images=good_images(), label=np.zeros(4, int))
+    with pytest.raises(DataError, match="has no 'image' array \\(it holds images, label\\)"):
+        load_split(tmp_path / "x.npz", 32, 10)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip file")
+    with pytest.raises(DataError, match=r"is not a readable .npz file"):
+        load_split(tmp_path / "bad.npz", 32, 10)
+
+
+def test_pickled_arrays_are_refused(tmp_path):
+    np.savez(tmp_path / "p.npz", image=np.array([object()]), label=np.zeros(1, int))
+    with pytest.raises(DataError, match=r"not a readable .npz"):
+        load_split(tmp_path / "p.npz", 32, 10)
+
+
+def test_class_names_fall_back_to_cifar10_then_numbers(tmp_path):
+    assert resolve_class_names(10) == CIFAR10_CLASSES
+    assert resolve_class_names(3) == ("0", "1", "2")
+    path = save(
+        tmp_path / "t.npz", good_images(), np.zeros(4, int), class_names=np.array(["a", "b"])
+    )
+    with pytest.raises(DataError, match="names 2 classes but --num-classes is 10"):
+        load_split(path, 32, 10)
+
+
+def test_datasets_batch_float_pixels_and_int_labels(channel):
+    split = load_channel(channel, "training.npz", "train", 32, 10)
+    images, labels = next(iter(make_dataset(split, 32, training=True)))
+    assert images.shape == (32, 32, 32, 3) and images.dtype == "float32"
+    assert labels.shape == (32,) and labels.dtype == "int32"
+    assert float(images.numpy().max()) > 1.0  # still 0-255: the model rescales
+    eval_batches = list(make_dataset(split, 50, training=False))
+    assert sum(len(b[1]) for b in eval_batches) == len(split)  # evaluation keeps every example

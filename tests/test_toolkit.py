@@ -1,0 +1,50 @@
+"""The trainer run by the real sagemaker-training toolkit, laid out as SageMaker lays out /opt/ml."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY, run_toolkit
+
+from sagevit.local import write_training_layout
+
+pytestmark = pytest.mark.slow
+
+
+def test_toolkit_trains_and_writes_the_model(toolkit_run):
+    base, result = toolkit_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    hyperparameters = json.loads((base / "input/config/hyperparameters.json").read_text())
+    assert all(isinstance(v, str) for v in hyperparameters.values())  # as SageMaker writes them
+    assert (base / "model/1/saved_model.pb").is_file()
+    metadata = json.loads((base / "model/metadata.json").read_text())
+    assert metadata["hyperparameters"]["epochs"] == 2
+    assert metadata["hyperparameters"]["jit_compile"] is True
+    assert metadata["class_names"][0] == "circle"
+    assert (base / "output/success").is_file()
+    epoch_lines = [line for line in result.stdout.splitlines() if " epoch=" in line]
+    assert len(epoch_lines) == 2 and " epoch=2 " in epoch_lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "reason"),
+    [
+        ("labels", "label 99 is outside [0, 10) for --num-classes 10"),
+        ("hyperparameter", "unknown hyperparameter(s): --learning-rat 0.1"),
+        ("no-file", "holds no .npz file (expected training.npz)"),
+    ],
+)
+def test_broken_job_fails_with_a_readable_failure_file(tmp_path, breakage, reason):
+    data = tmp_path / "data"
+    data.mkdir()
+    labels = np.full(16, 99 if breakage == "labels" else 1)
+    if breakage != "no-file":
+        np.savez(data / "training.npz", image=np.zeros((16, 32, 32, 3), np.uint8), label=labels)
+    hyperparameters = {**TINY, "learning-rat": "0.1"} if breakage == "hyperparameter" else TINY
+    base = write_training_layout(tmp_path / "opt_ml", hyperparameters, {"train": data})
+    result = run_toolkit(base)
+    assert result.returncode != 0
+    failure = (base / "output/failure").read_text()
+    assert reason in failure
+    assert "Traceback" not in failure and len(failure) < 1024  # SageMaker's FailureReason limit
+    assert not (base / "model/1").exists()

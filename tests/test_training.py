@@ -1,0 +1,64 @@
+import re
+
+import keras
+import pytest
+
+from sagevit.config import parse_hyperparameters
+from sagevit.data import load_channel, make_dataset
+from sagevit.model import build_vit
+from sagevit.train import run
+from sagevit.training import EpochResult, Trainer
+
+# The regex a SageMaker metric definition would use for validation accuracy.
+EPOCH_LINE = re.compile(
+    r"epoch=(\d+) loss=([0-9.]+) accuracy=([0-9.]+) val_loss=([0-9.]+) val_accuracy=([0-9.]+)"
+)
+
+
+def test_epoch_line_has_the_fixed_format():
+    line = EpochResult(
+        3, {"loss": 1.23456, "accuracy": 0.5, "val_loss": 2.0, "val_accuracy": 0.25}
+    ).log_line()
+    assert line == "epoch=3 loss=1.2346 accuracy=0.5000 val_loss=2.0000 val_accuracy=0.2500"
+
+
+def test_loss_falls_and_epochs_are_numbered_from_one(channel, caplog):
+    keras.utils.set_random_seed(0)
+    split = load_channel(channel, "training.npz", "train", 32, 10)
+    model = build_vit(num_layers=1, d_model=32, num_heads=2, mlp_dim=64, dropout=0.0)
+    trainer = Trainer(model, keras.optimizers.AdamW(3e-3), global_batch_size=32)
+    with caplog.at_level("INFO", logger="sagevit"):
+        history = trainer.fit(
+            make_dataset(split, 32, True),
+            epochs=4,
+            validation_dataset=make_dataset(split, 32, False),
+        )
+    losses = [result.metrics["loss"] for result in history]
+    assert losses[-1] < losses[0]
+    lines = [m for m in caplog.messages if m.startswith("epoch=")]
+    assert [int(EPOCH_LINE.match(line).group(1)) for line in lines] == [1, 2, 3, 4]
+
+
+def test_run_exports_a_servable_model(channel, tmp_path):
+    hp = parse_hyperparameters(
+        ["--epochs", "2", "--batch-size", "32", "--num-layers", "1", "--jit-compile", "true"]
+    )
+    history = run(hp, channel, tmp_path, validation_dir=channel)
+    assert [r.epoch for r in history] == [1, 2]
+    assert {"val_loss", "val_accuracy", "seconds"} <= set(history[-1].metrics)
+    assert (tmp_path / "1" / "saved_model.pb").is_file()
+    assert (tmp_path / "metadata.json").is_file()
+
+
+def test_batch_larger_than_the_data_is_clamped(channel, tmp_path):
+    hp = parse_hyperparameters(["--epochs", "1", "--batch-size", "100000", "--num-layers", "1"])
+    history = run(hp, channel, tmp_path)
+    assert len(history) == 1 and "val_loss" not in history[0].metrics
+
+
+def test_impossible_model_is_a_config_error(channel, tmp_path):
+    from sagevit.config import ConfigError
+
+    hp = parse_hyperparameters(["--patch-size", "5", "--epochs", "1"])
+    with pytest.raises(ConfigError, match="not divisible by patch size 5"):
+        run(hp, channel, tmp_path)
