@@ -18,9 +18,10 @@ worker_class = "sync"
 timeout = _s.timeout
 # SageMaker sends SIGTERM, then SIGKILL 30 s later: finish in-flight requests within 25 s.
 graceful_timeout = 25
-# SageMaker's front end reuses connections; keep them longer than a request can take.
-keepalive = 75
 # Logs go to stdout/stderr, which SageMaker ships to CloudWatch.
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+# No runtime control socket: nothing in a SageMaker container uses it, and two
+# servers on one host (tests, demos) would fight over its default path.
+control_socket_disable = True

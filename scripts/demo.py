@@ -1,0 +1,118 @@
+"""`make demo`: train through the real SageMaker toolkit, serve, and ask for one prediction.
+
+    python -m scripts.demo                      # CIFAR-10 if it can be downloaded, else shapes
+    python -m scripts.demo --data PATH          # an npz channel folder, image folder or archive
+    python -m scripts.demo --data synthetic     # the generated shapes dataset, offline
+
+Everything happens under --workdir (default build/demo): the data, a folder laid
+out as SageMaker's /opt/ml, and the trained model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sagevit.local import write_training_layout
+from sagevit_serve.local import free_port, post_json, start_server, stop_server, wait_until_ready
+from scripts.prepare_data import prepare
+
+log = logging.getLogger("demo")
+
+# Enough to learn each dataset well past chance in a few CPU minutes.
+DEMO_HYPERPARAMETERS = {
+    "synthetic": {"epochs": 3, "batch-size": 64, "learning-rate": 0.001},
+    "cifar10": {"epochs": 2, "batch-size": 128, "learning-rate": 0.001},
+}
+
+
+def cifar10_downloadable(timeout: float = 3.0) -> bool:
+    """True if Keras has CIFAR-10 cached or its download host answers quickly."""
+    if (Path.home() / ".keras" / "datasets" / "cifar-10-batches-py").is_dir():
+        return True
+    try:
+        socket.create_connection(("www.cs.toronto.edu", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def get_data(data: str | None, workdir: Path) -> tuple[Path, str]:
+    """(channel folder, dataset kind) for the demo, preparing it if needed."""
+    if data and (Path(data) / "training.npz").is_file():
+        return Path(data), "cifar10"
+    if data and data != "synthetic":
+        return prepare(data, workdir / "data"), "cifar10"
+    if data is None and cifar10_downloadable():
+        log.info("downloading CIFAR-10 (170 MB)")
+        return prepare("cifar10", workdir / "data"), "cifar10"
+    log.info("CIFAR-10 not given and not downloadable: using the generated shapes dataset")
+    return prepare("synthetic", workdir / "data", count=10000, validation_size=2000), "synthetic"
+
+
+def train(channel: Path, opt_ml: Path, hyperparameters: dict) -> Path:
+    """Run the toolkit's `train`, as the image does, with /opt/ml at `opt_ml`."""
+    write_training_layout(opt_ml, hyperparameters, {"train": channel, "validation": channel})
+    env = {
+        **os.environ,
+        "SAGEMAKER_BASE_DIR": str(opt_ml),
+        "SAGEMAKER_TRAINING_MODULE": "sagevit.toolkit:main",
+    }
+    subprocess.run([sys.executable, "-m", "sagemaker_training.cli.train"], env=env, check=True)
+    return opt_ml / "model"
+
+
+def predict_one(model_dir: Path, channel: Path) -> None:
+    """Serve the model with gunicorn on 127.0.0.1 and send it one validation image."""
+    with np.load(channel / "testing.npz", allow_pickle=False) as npz:
+        image, label = npz["image"][0], int(npz["label"].reshape(-1)[0])
+        names = [str(n) for n in npz["class_names"]] if "class_names" in npz.files else None
+    port = free_port()
+    server = start_server(model_dir, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        seconds = wait_until_ready(url, timeout=120, process=server)
+        log.info("server answered /ping after %.1f s", seconds)
+        status, body = post_json(f"{url}/invocations", {"instances": [image.tolist()]})
+        if status != 200:
+            raise RuntimeError(f"/invocations answered {status}: {body}")
+    finally:
+        stop_server(server)
+    probabilities = np.array(body["predictions"][0])
+    names = names or [str(i) for i in range(len(probabilities))]
+    best = int(probabilities.argmax())
+    print(f"\nPOST /invocations -> predicted '{names[best]}' with probability {probabilities[best]:.3f}")
+    print(f"(true label: '{names[label]}')")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description="Train, serve and query the ViT locally.")
+    parser.add_argument("--data", help="npz channel folder, image folder/archive, or 'synthetic'")
+    parser.add_argument("--workdir", type=Path, default=Path("build/demo"))
+    parser.add_argument("--epochs", type=int, help="override the demo's epoch count")
+    parser.add_argument("--train-only", action="store_true", help="train, then stop (no server)")
+    args = parser.parse_args(argv)
+
+    channel, kind = get_data(args.data, args.workdir)
+    hyperparameters = dict(DEMO_HYPERPARAMETERS[kind])
+    if args.epochs:
+        hyperparameters["epochs"] = args.epochs
+    model_dir = train(channel, args.workdir / "opt_ml", hyperparameters)
+    if args.train_only:
+        log.info("model written to %s", model_dir)
+        return 0
+    predict_one(model_dir, channel)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
