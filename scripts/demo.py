@@ -89,7 +89,9 @@ def predict_one(model_dir: Path, channel: Path) -> None:
     probabilities = np.array(body["predictions"][0])
     names = names or [str(i) for i in range(len(probabilities))]
     best = int(probabilities.argmax())
-    print(f"\nPOST /invocations -> predicted '{names[best]}' with probability {probabilities[best]:.3f}")
+    print(
+        f"\nPOST /invocations -> predicted '{names[best]}' with probability {probabilities[best]:.3f}"
+    )
     print(f"(true label: '{names[label]}')")
 
 

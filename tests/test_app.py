@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from sagevit_serve.app import create_app
 
 

@@ -6,6 +6,7 @@ import signal
 import keras
 import numpy as np
 import pytest
+
 from sagevit_serve.local import (
     free_port,
     post_json,

@@ -1,4 +1,5 @@
 import pytest
+
 from sagevit_serve.settings import from_environ
 
 
