@@ -97,6 +97,7 @@ def predict_one(model_dir: Path, channel: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
     parser = argparse.ArgumentParser(description="Train, serve and query the ViT locally.")
     parser.add_argument("--data", help="npz channel folder, image folder/archive, or 'synthetic'")
     parser.add_argument("--workdir", type=Path, default=Path("build/demo"))

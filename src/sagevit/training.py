@@ -87,18 +87,18 @@ class Trainer:
         step: Callable,
         progress: keras.utils.Progbar | None,
     ) -> dict[str, float]:
-        loss_sum, correct, count = 0.0, 0.0, 0.0
-        for i, (images, labels) in enumerate(dataset):
+        loss_sum, correct, count, steps = 0.0, 0.0, 0.0, 0
+        for images, labels in dataset:
             batch_loss, batch_correct, batch_count = step(images, labels)
             loss_sum += batch_loss
             correct += batch_correct
             count += batch_count
+            steps += 1
             if progress is not None:
-                progress.update(
-                    i + 1,
-                    [("loss", float(loss_sum / count)), ("accuracy", float(correct / count))],
-                    finalize=False,
-                )
+                values = [("loss", float(loss_sum / count)), ("accuracy", float(correct / count))]
+                progress.update(steps, values, finalize=False)
+        if progress is not None:
+            progress.update(steps, finalize=True)  # end the bar's line before the epoch line
         count = float(count)
         if count == 0:
             raise ValueError("an epoch saw no batches: the dataset is smaller than one batch")
