@@ -1,18 +1,19 @@
-"""`make demo`: train through the real SageMaker toolkit, serve, and ask for one prediction.
+"""`make demo`: train in the image, serve it from the image, and ask for one prediction.
 
-    python -m scripts.demo                      # CIFAR-10 if it can be downloaded, else shapes
-    python -m scripts.demo --data PATH          # an npz channel folder, image folder or archive
-    python -m scripts.demo --data synthetic     # the generated shapes dataset, offline
+    python -m scripts.demo --image IMAGE                   # CIFAR-10 if downloadable, else shapes
+    python -m scripts.demo --image IMAGE --data PATH       # npz channel folder, image folder or archive
+    python -m scripts.demo --image IMAGE --data synthetic  # the generated shapes dataset, offline
+    python -m scripts.demo --image IMAGE --train-only      # `make train-local`
 
 Everything happens under --workdir (default build/demo): the data, a folder laid
-out as SageMaker's /opt/ml, and the trained model.
+out as SageMaker's /opt/ml (mounted into the container), and the trained model.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -22,7 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from sagevit.local import write_training_layout
-from sagevit_serve.local import free_port, post_json, start_server, stop_server, wait_until_ready
+from sagevit_serve.local import free_port, wait_until_ready
+from scripts.containers import (
+    TRAINING_HOST,
+    remove_container,
+    run_training,
+    start_serving,
+    stop_container,
+)
 from scripts.prepare_data import prepare
 
 log = logging.getLogger("demo")
@@ -58,34 +66,39 @@ def get_data(data: str | None, workdir: Path) -> tuple[Path, str]:
     return prepare("synthetic", workdir / "data", count=10000, validation_size=2000), "synthetic"
 
 
-def train(channel: Path, opt_ml: Path, hyperparameters: dict) -> Path:
-    """Run the toolkit's `train`, as the image does, with /opt/ml at `opt_ml`."""
-    write_training_layout(opt_ml, hyperparameters, {"train": channel, "validation": channel})
-    env = {
-        **os.environ,
-        "SAGEMAKER_BASE_DIR": str(opt_ml),
-        "SAGEMAKER_TRAINING_MODULE": "sagevit.toolkit:main",
-    }
-    subprocess.run([sys.executable, "-m", "sagemaker_training.cli.train"], env=env, check=True)
+def train(image: str, channel: Path, opt_ml: Path, hyperparameters: dict) -> Path:
+    """`docker run IMAGE train` with `opt_ml` laid out as SageMaker's /opt/ml."""
+    write_training_layout(
+        opt_ml, hyperparameters, {"train": channel, "validation": channel}, host=TRAINING_HOST
+    )
+    if run_training(image, opt_ml).returncode != 0:
+        failure = opt_ml / "output" / "failure"
+        reason = failure.read_text() if failure.is_file() else "see the log above"
+        raise SystemExit(f"training failed: {reason}")
     return opt_ml / "model"
 
 
-def predict_one(model_dir: Path, channel: Path) -> None:
-    """Serve the model with gunicorn on 127.0.0.1 and send it one validation image."""
+def predict_one(image: str, model_dir: Path, channel: Path, workdir: Path) -> None:
+    """Serve the model from the image and send it one validation image with curl."""
     with np.load(channel / "testing.npz", allow_pickle=False) as npz:
-        image, label = npz["image"][0], int(npz["label"].reshape(-1)[0])
+        pixels, label = npz["image"][0], int(npz["label"].reshape(-1)[0])
         names = [str(n) for n in npz["class_names"]] if "class_names" in npz.files else None
+    request_file = workdir / "request.json"
+    request_file.write_text(json.dumps({"instances": [pixels.tolist()]}))
+
     port = free_port()
-    server = start_server(model_dir, port)
+    container = start_serving(image, model_dir, port)
     try:
         url = f"http://127.0.0.1:{port}"
-        seconds = wait_until_ready(url, timeout=120, process=server)
-        log.info("server answered /ping after %.1f s", seconds)
-        status, body = post_json(f"{url}/invocations", {"instances": [image.tolist()]})
-        if status != 200:
-            raise RuntimeError(f"/invocations answered {status}: {body}")
+        seconds = wait_until_ready(url, timeout=120)
+        log.info("the container answered /ping after %.1f s", seconds)
+        curl = ["curl", "-sS", "--fail-with-body", "-H", "Content-Type: application/json"]
+        curl += ["--data-binary", f"@{request_file}", f"{url}/invocations"]
+        log.info("%s", " ".join(curl))
+        body = json.loads(subprocess.run(curl, check=True, capture_output=True).stdout)
     finally:
-        stop_server(server)
+        stop_container(container)
+        remove_container(container)
     probabilities = np.array(body["predictions"][0])
     names = names or [str(i) for i in range(len(probabilities))]
     best = int(probabilities.argmax())
@@ -97,8 +110,8 @@ def predict_one(model_dir: Path, channel: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
     parser = argparse.ArgumentParser(description="Train, serve and query the ViT locally.")
+    parser.add_argument("--image", required=True, help="the project image, e.g. sagevit:latest")
     parser.add_argument("--data", help="npz channel folder, image folder/archive, or 'synthetic'")
     parser.add_argument("--workdir", type=Path, default=Path("build/demo"))
     parser.add_argument("--epochs", type=int, help="override the demo's epoch count")
@@ -109,11 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     hyperparameters = dict(DEMO_HYPERPARAMETERS[kind])
     if args.epochs:
         hyperparameters["epochs"] = args.epochs
-    model_dir = train(channel, args.workdir / "opt_ml", hyperparameters)
+    model_dir = train(args.image, channel, args.workdir / "opt_ml", hyperparameters)
     if args.train_only:
         log.info("model written to %s", model_dir)
         return 0
-    predict_one(model_dir, channel)
+    predict_one(args.image, model_dir, channel, args.workdir)
     return 0
 
 

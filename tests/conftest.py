@@ -13,6 +13,8 @@ import pytest
 from sagevit.config import Hyperparameters
 from sagevit.synthetic import make_shapes, write_npz
 
+ROOT = Path(__file__).resolve().parents[1]
+
 # Small enough to train in seconds on 2 CPU cores.
 TINY = {
     "epochs": 1,
@@ -71,6 +73,19 @@ def toolkit_run(channel: Path, tmp_path_factory: pytest.TempPathFactory):
         {"train": channel, "validation": channel},
     )
     return base, run_toolkit(base)
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The project image built on the stand-in base (or SAGEVIT_TEST_IMAGE, if set)."""
+    if os.environ.get("SAGEVIT_TEST_IMAGE"):
+        return os.environ["SAGEVIT_TEST_IMAGE"]
+    result = subprocess.run(
+        ["make", "-s", "build-standin"], cwd=ROOT, capture_output=True, text=True, timeout=3600
+    )
+    if result.returncode != 0:
+        pytest.fail(f"make build-standin failed:\n{result.stdout}\n{result.stderr[-4000:]}")
+    return result.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="session")

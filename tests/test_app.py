@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 
+from sagevit.model import load_model
 from sagevit_serve.app import create_app
 
 
@@ -38,7 +39,7 @@ def test_invocations_accepts_the_seed_clients_forms(client, images, form):
 def test_predictions_match_the_in_process_model(client, model_dir, images):
     import keras
 
-    model = keras.models.load_model(model_dir / "vit.keras")
+    model = load_model(model_dir / "vit.keras")
     expected = keras.ops.softmax(model(images.astype("float32"))).numpy()
     served = np.array(post(client, {"instances": images.tolist()}).json["predictions"])
     np.testing.assert_allclose(served, expected, atol=1e-5)

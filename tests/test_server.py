@@ -3,10 +3,10 @@
 import json
 import signal
 
-import keras
 import numpy as np
 import pytest
 
+from sagevit.model import load_model
 from sagevit_serve.local import (
     free_port,
     post_json,
@@ -46,7 +46,7 @@ def test_invocations_match_the_in_process_model(server, images):
     assert status == 200
     predictions = np.array(body["predictions"])
     np.testing.assert_allclose(predictions.sum(axis=1), 1.0, atol=1e-5)
-    model = keras.models.load_model(model_dir / "vit.keras")
+    model = load_model(model_dir / "vit.keras")
     in_process = np.asarray(model(images.astype("float32")))
     assert predictions.argmax(axis=1).tolist() == in_process.argmax(axis=1).tolist()
 

@@ -6,6 +6,8 @@ client never has to know how the model normalises its input.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 from keras import layers
 
@@ -41,3 +43,8 @@ def build_vit(
     x = x[:, 0]  # the class token's state, (B, D)
     logits = layers.Dense(num_classes, name="head", dtype="float32")(x)  # (B, num_classes)
     return keras.Model(images, logits, name=name)
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a `vit.keras` file; importing this module has registered the custom layers."""
+    return keras.models.load_model(path)

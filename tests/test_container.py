@@ -1,0 +1,128 @@
+"""The image itself, driven exactly as SageMaker drives it (slow; needs Docker).
+
+The image is built on the stand-in TensorFlow base by `make build-standin`
+(or taken from SAGEVIT_TEST_IMAGE), exactly as CI builds it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import keras
+import numpy as np
+import pytest
+from conftest import TINY
+
+from sagevit.local import write_training_layout
+from sagevit.model import load_model
+from sagevit_serve.local import free_port, wait_until_ready
+from scripts.containers import (
+    TRAINING_HOST,
+    docker,
+    remove_container,
+    run_training,
+    start_serving,
+    stop_container,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+PING_WITHIN_SECONDS = 60  # from `docker run ... serve` to the first /ping 200
+STOP_WITHIN_SECONDS = 30  # SageMaker's SIGTERM-to-SIGKILL window
+TENSORFLOW_DISTRIBUTIONS = {"tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel", "tf-nightly"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(image, channel, tmp_path_factory):
+    """(opt_ml folder, completed `docker run IMAGE train`) for a two-epoch job."""
+    opt_ml = write_training_layout(
+        tmp_path_factory.mktemp("container_opt_ml"),
+        {**TINY, "epochs": 2},
+        {"train": channel, "validation": channel},
+        host=TRAINING_HOST,
+    )
+    return opt_ml, run_training(image, opt_ml, timeout=900, capture=True)
+
+
+@pytest.fixture(scope="module")
+def serving(image, trained):
+    """(base url, model dir, seconds until /ping answered 200) for a served container."""
+    opt_ml, result = trained
+    assert result.returncode == 0, result.stdout + result.stderr
+    port = free_port()
+    started = time.monotonic()
+    container = start_serving(image, opt_ml / "model", port, workers=1)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_ready(url, timeout=PING_WITHIN_SECONDS + 30)
+        yield url, opt_ml / "model", time.monotonic() - started, container
+    finally:
+        remove_container(container)
+
+
+def test_image_has_exactly_one_tensorflow(image):
+    packages = json.loads(
+        docker("run", "--rm", image, "python3", "-m", "pip", "list", "--format", "json")
+    )
+    names = [p["name"].lower() for p in packages]
+    assert [n for n in names if n in TENSORFLOW_DISTRIBUTIONS] == ["tensorflow"]
+    assert names.count("keras") == 1
+
+
+def test_train_writes_the_model_and_metric_lines(trained):
+    opt_ml, result = trained
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (opt_ml / "model/1/saved_model.pb").is_file()
+    assert (opt_ml / "model/vit.keras").is_file()
+    metadata = json.loads((opt_ml / "model/metadata.json").read_text())
+    assert metadata["image_size"] == 32 and len(metadata["class_names"]) == 10
+    epochs = [line for line in result.stdout.splitlines() if " epoch=" in line]
+    assert len(epochs) == 2 and " epoch=2 " in epochs[-1] and "val_accuracy=" in epochs[-1]
+    assert (opt_ml / "output/success").is_file()
+
+
+def test_broken_channel_fails_with_the_reason_in_the_failure_file(image, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    np.savez(
+        data / "training.npz", image=np.zeros((8, 32, 32, 3), np.uint8), label=np.arange(8)[:5]
+    )
+    opt_ml = write_training_layout(tmp_path / "opt_ml", TINY, {"train": data}, host=TRAINING_HOST)
+    result = run_training(image, opt_ml, timeout=600, capture=True)
+    assert result.returncode != 0
+    failure = (opt_ml / "output/failure").read_text()
+    assert "has 8 images but 5 labels" in failure and "Traceback" not in failure
+
+
+def test_ping_answers_200_in_bounded_time(serving):
+    _, _, seconds, _ = serving
+    print(f"\n/ping answered 200 {seconds:.1f} s after docker run ... serve")
+    assert seconds < PING_WITHIN_SECONDS
+
+
+def test_curl_invocations_returns_probabilities_equal_to_in_process(serving, images, tmp_path):
+    url, model_dir, _, _ = serving
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"instances": images.tolist()}))
+    curl = ["curl", "-sS", "--fail-with-body", "-H", "Content-Type: application/json"]
+    output = subprocess.run(
+        [*curl, "--data-binary", f"@{request}", f"{url}/invocations"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    predictions = np.array(json.loads(output)["predictions"])
+    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, atol=1e-5)
+
+    model = load_model(model_dir / "vit.keras")
+    in_process = keras.ops.softmax(model(images.astype("float32"))).numpy()
+    np.testing.assert_allclose(predictions, in_process, atol=1e-5)
+    assert predictions.argmax(axis=1).tolist() == in_process.argmax(axis=1).tolist()
+
+
+def test_docker_stop_ends_the_server_cleanly(serving):
+    _, _, _, container = serving
+    started = time.monotonic()
+    exit_code = stop_container(container, timeout=STOP_WITHIN_SECONDS)
+    assert time.monotonic() - started < STOP_WITHIN_SECONDS
+    assert exit_code == 0  # gunicorn's graceful shutdown, not SIGKILL's 137
