@@ -95,7 +95,10 @@ def predict_one(image: str, model_dir: Path, channel: Path, workdir: Path) -> No
         curl = ["curl", "-sS", "--fail-with-body", "-H", "Content-Type: application/json"]
         curl += ["--data-binary", f"@{request_file}", f"{url}/invocations"]
         log.info("%s", " ".join(curl))
-        body = json.loads(subprocess.run(curl, check=True, capture_output=True).stdout)
+        answer = subprocess.run(curl, capture_output=True, text=True)
+        if answer.returncode != 0:
+            raise RuntimeError(f"curl failed ({answer.returncode}): {answer.stdout}{answer.stderr}")
+        body = json.loads(answer.stdout)
     finally:
         stop_container(container)
         remove_container(container)

@@ -96,7 +96,9 @@ def test_oversized_payload_is_413(model_dir):
     assert response.status_code == 413 and "error" in response.json
 
 
-def test_ping_is_503_until_the_model_has_loaded(model_dir, monkeypatch):
+@pytest.fixture
+def slow_loading(model_dir, monkeypatch):
+    """Make Predictor.load block until the returned event is set."""
     from sagevit_serve import app as app_module
 
     release = threading.Event()
@@ -107,13 +109,31 @@ def test_ping_is_503_until_the_model_has_loaded(model_dir, monkeypatch):
         return real_load(path)
 
     monkeypatch.setattr(app_module.Predictor, "load", staticmethod(slow_load))
+    return release
+
+
+def test_ping_is_503_until_the_model_has_loaded(model_dir, slow_loading):
     app = create_app(model_dir, background=True)
     client = app.test_client()
-    assert client.get("/ping").status_code == 503
-    assert post(client, [[0]]).status_code == 503
-    release.set()
+    response = client.get("/ping")
+    assert response.status_code == 503 and "still loading" in response.json["error"]
+    slow_loading.set()
     assert app.extensions["sagevit_model"].loaded.wait(30)
     assert client.get("/ping").status_code == 200
+
+
+def test_an_invocation_during_loading_waits_for_the_model(model_dir, images, slow_loading):
+    client = create_app(model_dir, background=True).test_client()
+    threading.Timer(0.5, slow_loading.set).start()
+    response = post(client, [images[0].tolist()])
+    assert response.status_code == 200 and len(response.json["predictions"]) == 1
+
+
+def test_an_invocation_gives_up_after_load_wait(model_dir, images, slow_loading):
+    client = create_app(model_dir, background=True, load_wait=0.2).test_client()
+    response = post(client, [images[0].tolist()])
+    slow_loading.set()
+    assert response.status_code == 503 and "still loading" in response.json["error"]
 
 
 def test_a_model_that_cannot_load_reports_and_calls_back(tmp_path):

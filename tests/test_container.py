@@ -53,7 +53,7 @@ def serving(image, trained):
     assert result.returncode == 0, result.stdout + result.stderr
     port = free_port()
     started = time.monotonic()
-    container = start_serving(image, opt_ml / "model", port, workers=1)
+    container = start_serving(image, opt_ml / "model", port)  # default workers: one per CPU
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_ready(url, timeout=PING_WITHIN_SECONDS + 30)

@@ -2,7 +2,8 @@
 
 `create_app` starts loading the model in a background thread and returns at
 once, so the worker answers `/ping` with 503 until the model is ready and with
-200 (empty body) after. Every error is JSON `{"error": "..."}`.
+200 (empty body) after; an invocation that arrives meanwhile waits for the model.
+Every error is JSON `{"error": "..."}`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class ModelHolder:
         finally:
             self.loaded.set()
 
-    def get(self) -> Predictor:
+    def get(self, wait: float = 0.0) -> Predictor:
+        """The predictor; wait up to `wait` seconds for loading, then 503."""
+        self.loaded.wait(wait)
         if self.predictor is None:
             reason = "the model failed to load" if self.error else "the model is still loading"
             raise ServiceUnavailable(reason)
@@ -58,6 +61,7 @@ def create_app(
     *,
     tf_threads: tuple[int, int] | None = None,
     max_payload_mb: float = 6.0,
+    load_wait: float = 30.0,
     background: bool = True,
     on_load_error: Callable[[BaseException], None] | None = None,
 ) -> Flask:
@@ -66,6 +70,9 @@ def create_app(
     tf_threads: (intra_op, inter_op) thread counts, set before TensorFlow starts;
         None leaves TensorFlow's defaults (use it when TF is already running).
     max_payload_mb: request bodies above this get 413 (SageMaker's real-time limit is 6 MB).
+    load_wait: seconds an invocation waits for a worker that is still loading its model.
+        /ping answers 503 at once, but another worker may already have answered 200,
+        so an invocation can reach a worker a moment before its model is ready.
     background: load the model in a thread (True) or before returning (False).
     on_load_error: called if loading fails, e.g. to stop the worker process.
     """
@@ -96,7 +103,7 @@ def create_app(
 
     @app.post("/invocations")
     def invocations() -> Response:
-        predictor = holder.get()
+        predictor = holder.get(wait=load_wait)
         if request.mimetype != JSON:
             shown = request.mimetype or "none"
             raise UnsupportedMediaType(f"Content-Type {shown} is not supported; send {JSON}")
