@@ -93,11 +93,19 @@ def images() -> np.ndarray:
     return make_shapes(8, seed=3)[0]
 
 
+@pytest.fixture(scope="session")
+def predictor(model_dir: Path):
+    """The served model, loaded (and XLA-compiled for every batch bucket) once per session."""
+    from sagevit_serve.predictor import Predictor
+
+    return Predictor.load(model_dir)
+
+
 @pytest.fixture
-def app(model_dir: Path):
+def app(predictor):
     from sagevit_serve.app import create_app
 
-    app = create_app(model_dir, background=False)
+    app = create_app(predictor=predictor)
     app.config["TESTING"] = True
     return app
 

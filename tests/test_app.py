@@ -64,7 +64,7 @@ def test_charset_parameter_is_tolerated(client, images):
         (np.zeros((32, 32)).tolist(), "shape [32, 32]"),
         (np.full((1, 32, 32, 3), 256.0).tolist(), "0-255"),
         (np.full((1, 32, 32, 3), -1.0).tolist(), "0-255"),
-        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than"),
     ],
 )
 def test_bad_input_is_a_json_400(client, body, message):
@@ -90,23 +90,22 @@ def test_unknown_route_and_wrong_method_are_json(client):
     assert client.get("/invocations").status_code == 405
 
 
-def test_oversized_payload_is_413(model_dir):
-    client = create_app(model_dir, background=False, max_payload_mb=0.001).test_client()
+def test_oversized_payload_is_413(predictor):
+    client = create_app(predictor=predictor, max_payload_mb=0.001).test_client()
     response = post(client, b"[" + b"0," * 2000 + b"0]")
     assert response.status_code == 413 and "error" in response.json
 
 
 @pytest.fixture
-def slow_loading(model_dir, monkeypatch):
+def slow_loading(predictor, monkeypatch):
     """Make Predictor.load block until the returned event is set."""
     from sagevit_serve import app as app_module
 
     release = threading.Event()
-    real_load = app_module.Predictor.load
 
     def slow_load(path):
         release.wait(10)
-        return real_load(path)
+        return predictor
 
     monkeypatch.setattr(app_module.Predictor, "load", staticmethod(slow_load))
     return release

@@ -1,9 +1,10 @@
-"""The Flask app SageMaker talks to: `GET /ping` and `POST /invocations` on one model.
+"""The Flask app SageMaker talks to: `/ping`, `/invocations` and `/execution-parameters`.
 
 `create_app` starts loading the model in a background thread and returns at
 once, so the worker answers `/ping` with 503 until the model is ready and with
 200 (empty body) after; an invocation that arrives meanwhile waits for the model.
-Every error is JSON `{"error": "..."}`.
+Every error is JSON `{"error": "<one sentence>"}` with a 4xx status, and the
+worker keeps serving.
 """
 
 from __future__ import annotations
@@ -14,14 +15,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, ServiceUnavailable, UnsupportedMediaType
+from werkzeug.exceptions import (
+    HTTPException,
+    NotAcceptable,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
 
-from sagevit_serve.decode import InvalidInput, decode_json
+from sagevit_serve.decode import DECODERS, InvalidInput
+from sagevit_serve.encode import (
+    CUSTOM_ATTRIBUTES,
+    JSON,
+    RESPONSE_TYPES,
+    BadAttributes,
+    parse_top_k,
+    render,
+)
 from sagevit_serve.predictor import Predictor
 
 log = logging.getLogger(__name__)
-
-JSON = "application/json"
 
 
 class ModelHolder:
@@ -56,20 +68,35 @@ class ModelHolder:
         return self.predictor
 
 
+def _response_type() -> str:
+    """The response media type the Accept header allows; JSON when it allows anything."""
+    if not request.accept_mimetypes:  # no Accept header
+        return JSON
+    best = request.accept_mimetypes.best_match(RESPONSE_TYPES)
+    if best is None:
+        offered = ", ".join(RESPONSE_TYPES[:2])
+        raise NotAcceptable(f"cannot answer with {request.accept_mimetypes}; offered: {offered}")
+    return "application/jsonlines" if best.endswith("jsonlines") else best
+
+
 def create_app(
-    model_dir: str | Path,
+    model_dir: str | Path | None = None,
     *,
+    predictor: Predictor | None = None,
     tf_threads: tuple[int, int] | None = None,
     max_payload_mb: float = 6.0,
+    max_concurrent_transforms: int = 1,
     load_wait: float = 30.0,
     background: bool = True,
     on_load_error: Callable[[BaseException], None] | None = None,
 ) -> Flask:
-    """Build the app for the model exported in `model_dir`.
+    """Build the app for the model exported in `model_dir` (or an already loaded `predictor`).
 
     tf_threads: (intra_op, inter_op) thread counts, set before TensorFlow starts;
         None leaves TensorFlow's defaults (use it when TF is already running).
     max_payload_mb: request bodies above this get 413 (SageMaker's real-time limit is 6 MB).
+    max_concurrent_transforms: what /execution-parameters tells batch transform (the
+        number of workers: each handles one request at a time).
     load_wait: seconds an invocation waits for a worker that is still loading its model.
         /ping answers 503 at once, but another worker may already have answered 200,
         so an invocation can reach a worker a moment before its model is ready.
@@ -82,6 +109,10 @@ def create_app(
     app.extensions["sagevit_model"] = holder
 
     def loader() -> Predictor:
+        if predictor is not None:
+            return predictor
+        if model_dir is None:
+            raise ValueError("create_app needs a model_dir or a predictor")
         if tf_threads is not None:
             import tensorflow as tf
 
@@ -89,7 +120,7 @@ def create_app(
             tf.config.threading.set_inter_op_parallelism_threads(tf_threads[1])
         return Predictor.load(model_dir)
 
-    if background:
+    if background and predictor is None:
         threading.Thread(
             target=holder.load, args=(loader, on_load_error), name="model-loader", daemon=True
         ).start()
@@ -97,31 +128,46 @@ def create_app(
         holder.load(loader, on_load_error)
 
     @app.get("/ping")
-    def ping() -> Response | tuple[str, int]:
+    def ping() -> tuple[str, int]:
         holder.get()  # 503 until the model is ready
         return "", 200
 
+    @app.get("/execution-parameters")
+    def execution_parameters() -> Response:
+        """What SageMaker batch transform asks a container for its limits."""
+        return jsonify(
+            MaxConcurrentTransforms=max_concurrent_transforms,
+            BatchStrategy="MULTI_RECORD",
+            MaxPayloadInMB=int(max_payload_mb),
+        )
+
     @app.post("/invocations")
     def invocations() -> Response:
-        predictor = holder.get(wait=load_wait)
-        if request.mimetype != JSON:
+        model = holder.get(wait=load_wait)
+        response_type = _response_type()
+        decode = DECODERS.get(request.mimetype)
+        if decode is None:
             shown = request.mimetype or "none"
-            raise UnsupportedMediaType(f"Content-Type {shown} is not supported; send {JSON}")
-        images = decode_json(request.get_data(cache=False), predictor.input_shape)
-        probabilities = predictor.predict(images)
-        return jsonify({"predictions": probabilities.tolist()})
+            supported = ", ".join(DECODERS)
+            raise UnsupportedMediaType(f"Content-Type {shown} is not supported; use one of {supported}")  # fmt: skip
+        top_k = parse_top_k(request.headers.get(CUSTOM_ATTRIBUTES), len(model.class_names))
+        images = decode(request.get_data(cache=False), model.input_shape)
+        probabilities = model.predict(images)
+        body = render(probabilities, response_type, top_k, model.class_names)
+        return Response(body, mimetype=response_type)
 
     @app.errorhandler(InvalidInput)
-    def invalid_input(error: InvalidInput) -> tuple[Response, int]:
-        return jsonify({"error": str(error)}), 400
+    @app.errorhandler(BadAttributes)
+    def invalid_input(error: ValueError) -> tuple[Response, int]:
+        return jsonify(error=str(error)), 400
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:
-        return jsonify({"error": error.description}), error.code or 500
+        return jsonify(error=error.description), error.code or 500
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> tuple[Response, int]:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return jsonify({"error": "internal server error"}), 500
+        return jsonify(error="internal server error"), 500
 
     return app

@@ -1,42 +1,49 @@
 """Turn request bodies into image batches, refusing anything the model cannot use.
 
 Every refusal raises InvalidInput with one sentence; the app answers it as a
-JSON 400. Accepted JSON, as TF Serving's clients send it:
+JSON 400. Accepted bodies, by content type (an "image" is H×W×3 numbers in 0-255):
 
-    {"instances": [image, ...]}   {"inputs": [image, ...]}   [image, ...]   image
+    application/json        {"instances": [image, ...]}, {"inputs": [...]}, [image, ...] or image
+    application/jsonlines   one image, list of images or {"instances": ...} object per line
+    text/csv                one image per row: H*W*3 comma-separated numbers
+    application/x-npy       a .npy array (H, W, 3) or (N, H, W, 3), any real dtype
+    image/jpeg, image/png,  one encoded image of any size: decoded, converted to RGB
+    application/x-image     and resized to the model's input
 
-where an image is an H×W×3 nested list of numbers in 0-255.
+Untrusted input is never dangerous: .npy files are read with allow_pickle=False,
+encoded images above MAX_IMAGE_PIXELS are refused before they are decoded, and
+JSON nested deeper than MAX_JSON_DEPTH is refused before it is parsed.
 """
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_JSON_DEPTH = 8  # {"instances": [[[[r, g, b]]]]} is 5 deep
+MAX_IMAGE_PIXELS = 40_000_000  # a 6 MB JPEG may claim far more; decoding it would exhaust memory
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 
 
 class InvalidInput(ValueError):
     """The request body cannot be turned into a batch of images."""
 
 
-def _images_from_json(document: Any) -> Any:
-    if isinstance(document, dict):
-        keys = [key for key in ("instances", "inputs") if key in document]
-        if not keys:
-            found = ", ".join(sorted(map(str, document))) or "nothing"
-            raise InvalidInput(f"JSON object must have an 'instances' or 'inputs' key, got {found}")
-        document = document[keys[0]]
-    if not isinstance(document, list):
-        raise InvalidInput("JSON body must be a list of images or an object with 'instances'")
-    return document
+Shape = tuple[int, int, int]
 
 
-def to_batch(data: Any, image_shape: tuple[int, int, int]) -> np.ndarray:
+def to_batch(data: Any, image_shape: Shape) -> np.ndarray:
     """Check and convert nested lists or an array to a float32 (B, H, W, 3) batch."""
+    if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
+        raise InvalidInput(f"array dtype {data.dtype} is not a real number type")
     try:
         images = np.asarray(data, dtype=np.float32)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise InvalidInput(
             f"images must be numeric arrays of shape {list(image_shape)}, with no ragged rows"
         ) from None
@@ -51,19 +58,113 @@ def to_batch(data: Any, image_shape: tuple[int, int, int]) -> np.ndarray:
         )
     if not np.isfinite(images).all():
         raise InvalidInput("pixel values must be finite numbers (no NaN or infinity)")
-    if images.min() < 0 or images.max() > 255:
-        raise InvalidInput(
-            f"pixel values must be in 0-255, got {images.min():g} to {images.max():g}"
-        )
+    low, high = images.min(), images.max()
+    if low < 0 or high > 255:
+        raise InvalidInput(f"pixel values must be in 0-255, got {low:g} to {high:g}")
     return images
 
 
-def decode_json(body: bytes, image_shape: tuple[int, int, int]) -> np.ndarray:
-    """A JSON request body -> float32 (B, H, W, 3) batch in 0-255."""
+def _json_depth(body: bytes) -> int:
+    """Deepest bracket nesting in a JSON text (brackets inside strings count too: stricter)."""
+    raw = np.frombuffer(body, dtype=np.uint8)
+    opens = (raw == ord("[")) | (raw == ord("{"))
+    closes = (raw == ord("]")) | (raw == ord("}"))
+    steps = opens.astype(np.int32) - closes.astype(np.int32)
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _parse_json(text: bytes) -> Any:
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise InvalidInput(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        document = json.loads(body)
+        return json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidInput(f"body is not valid JSON ({error})") from None
-    except RecursionError:
-        raise InvalidInput("JSON body is nested too deeply") from None
-    return to_batch(_images_from_json(document), image_shape)
+
+
+def _unwrap(document: Any) -> Any:
+    """The image list inside TF Serving's {"instances": ...} / {"inputs": ...} wrappers."""
+    if isinstance(document, dict):
+        keys = [key for key in ("instances", "inputs") if key in document]
+        if not keys:
+            found = ", ".join(sorted(map(str, document))) or "nothing"
+            raise InvalidInput(f"JSON object must have an 'instances' or 'inputs' key, got {found}")
+        document = document[keys[0]]
+    if not isinstance(document, list):
+        raise InvalidInput("JSON body must be a list of images or an object with 'instances'")
+    return document
+
+
+def decode_json(body: bytes, image_shape: Shape) -> np.ndarray:
+    return to_batch(_unwrap(_parse_json(body)), image_shape)
+
+
+def decode_jsonlines(body: bytes, image_shape: Shape) -> np.ndarray:
+    lines = [line for line in body.splitlines() if line.strip()]
+    if not lines:
+        raise InvalidInput("the JSON lines body holds no lines")
+    batches = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            batches.append(decode_json(line, image_shape))
+        except InvalidInput as error:
+            raise InvalidInput(f"line {number}: {error}") from None
+    return np.concatenate(batches)
+
+
+def decode_csv(body: bytes, image_shape: Shape) -> np.ndarray:
+    width = int(np.prod(image_shape))
+    try:
+        rows = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.float32, ndmin=2)
+    except ValueError as error:
+        raise InvalidInput(f"CSV rows must be {width} comma-separated numbers ({error})") from None
+    if rows.shape[0] == 0:
+        raise InvalidInput("the CSV body holds no rows")
+    if rows.shape[1] != width:
+        raise InvalidInput(
+            f"CSV rows must have {width} values (H*W*3 for {list(image_shape)}), got {rows.shape[1]}"
+        )
+    return to_batch(rows.reshape(-1, *image_shape), image_shape)
+
+
+def decode_npy(body: bytes, image_shape: Shape) -> np.ndarray:
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise InvalidInput(f"body is not a readable .npy array ({error})") from None
+    if not isinstance(array, np.ndarray):
+        raise InvalidInput("body must be a single .npy array, not an .npz archive")
+    return to_batch(array, image_shape)
+
+
+def decode_image(body: bytes, image_shape: Shape) -> np.ndarray:
+    size = (image_shape[1], image_shape[0])  # PIL sizes are (width, height)
+    try:
+        image = Image.open(io.BytesIO(body), formats=IMAGE_FORMATS)
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise InvalidInput(
+                f"image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels"
+            )
+        image.draft("RGB", size)  # JPEG: decode at a reduced scale when that is enough
+        image = image.convert("RGB")
+        if image.size != size:
+            image = image.resize(size, Image.Resampling.BILINEAR)
+        pixels = np.asarray(image, dtype=np.float32)
+    except InvalidInput:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise InvalidInput(f"body is not a decodable image ({', '.join(IMAGE_FORMATS)})") from None
+    return pixels[np.newaxis]
+
+
+DECODERS: dict[str, Callable[[bytes, Shape], np.ndarray]] = {
+    "application/json": decode_json,
+    "application/jsonlines": decode_jsonlines,
+    "application/x-jsonlines": decode_jsonlines,
+    "text/csv": decode_csv,
+    "application/x-npy": decode_npy,
+    "image/jpeg": decode_image,
+    "image/png": decode_image,
+    "application/x-image": decode_image,
+}

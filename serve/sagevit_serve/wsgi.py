@@ -22,5 +22,6 @@ app = create_app(
     _s.model_dir,
     tf_threads=(_s.intra_op_threads, _s.inter_op_threads),
     max_payload_mb=_s.max_payload_mb,
+    max_concurrent_transforms=_s.workers,
     on_load_error=_stop_worker,
 )

@@ -1,0 +1,67 @@
+"""Render probabilities in the format the client's Accept header asks for.
+
+    application/json (default)  {"predictions": [[p0, ..., pC], ...]}        (TF Serving's shape)
+    application/jsonlines       {"predictions": [p0, ..., pC]} per line, one line per image
+
+Top-k class names are requested with SageMaker's custom-attributes header,
+`X-Amzn-SageMaker-Custom-Attributes: top_k=3` (other `key=value` attributes,
+separated by `,` or `;`, are ignored). They add, per image,
+`"top_k": [{"class": "cat", "probability": 0.91}, ...]`, most probable first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+RESPONSE_TYPES = (JSON, JSONLINES, "application/x-jsonlines")
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+class BadAttributes(ValueError):
+    """The custom-attributes header asks for something impossible."""
+
+
+def parse_top_k(header: str | None, num_classes: int) -> int | None:
+    """The `top_k` custom attribute as an int in [1, num_classes], or None if absent."""
+    if not header:
+        return None
+    attributes = dict(
+        part.split("=", 1) for part in re.split(r"[,;]", header) if "=" in part
+    )  # fmt: skip
+    attributes = {key.strip(): value.strip() for key, value in attributes.items()}
+    if "top_k" not in attributes:
+        return None
+    value = attributes["top_k"]
+    if not value.isdigit() or not 1 <= int(value) <= num_classes:
+        raise BadAttributes(f"top_k must be an integer from 1 to {num_classes}, got {value!r}")
+    return int(value)
+
+
+def _top_k(row: np.ndarray, k: int, class_names: Sequence[str]) -> list[dict]:
+    best = np.argsort(-row, kind="stable")[:k]
+    return [{"class": class_names[i], "probability": float(row[i])} for i in best]
+
+
+def render(
+    probabilities: np.ndarray, mimetype: str, top_k: int | None, class_names: Sequence[str]
+) -> str:
+    """The response body for (B, C) probabilities."""
+    rows = probabilities.tolist()
+    if mimetype == JSON:
+        document: dict = {"predictions": rows}
+        if top_k:
+            document["top_k"] = [_top_k(row, top_k, class_names) for row in probabilities]
+        return json.dumps(document)
+    lines = []
+    for row, array in zip(rows, probabilities, strict=True):
+        line: dict = {"predictions": row}
+        if top_k:
+            line["top_k"] = _top_k(array, top_k, class_names)
+        lines.append(json.dumps(line))
+    return "\n".join(lines) + "\n"

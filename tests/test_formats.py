@@ -1,0 +1,164 @@
+"""Every request and response format a SageMaker client sends, through Flask's test client."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sagevit_serve.encode import CUSTOM_ATTRIBUTES
+
+
+def npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def encoded(array, fmt, size=None, mode="RGB"):
+    image = Image.fromarray(array.astype(np.uint8))
+    if size:
+        image = image.resize(size)
+    buffer = io.BytesIO()
+    image.convert(mode).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def predictions(response):
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return np.array(response.json["predictions"])
+
+
+@pytest.fixture
+def expected(predictor, images):
+    return predictor.predict(images.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("content_type", "make_body"),
+    [
+        ("application/json", lambda x: json.dumps({"instances": x.tolist()})),
+        ("application/json", lambda x: json.dumps({"inputs": x.astype(float).tolist()})),
+        ("application/json", lambda x: json.dumps(x.tolist())),
+        ("application/jsonlines", lambda x: "\n".join(json.dumps(i.tolist()) for i in x)),
+        (
+            "application/jsonlines",
+            lambda x: "\n".join(json.dumps({"instances": [i.tolist()]}) for i in x) + "\n",
+        ),
+        ("text/csv", lambda x: "\n".join(",".join(map(str, i.reshape(-1))) for i in x)),
+        ("application/x-npy", lambda x: npy(x)),
+        ("application/x-npy", lambda x: npy(x.astype(np.float64))),
+    ],
+)
+def test_batch_formats_give_the_models_probabilities(
+    client, images, expected, content_type, make_body
+):
+    response = client.post("/invocations", data=make_body(images), content_type=content_type)
+    np.testing.assert_allclose(predictions(response), expected, atol=1e-5)
+
+
+def test_single_npy_image(client, images, expected):
+    response = client.post("/invocations", data=npy(images[0]), content_type="application/x-npy")
+    np.testing.assert_allclose(predictions(response), expected[:1], atol=1e-5)
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "application/x-image"])
+def test_png_at_model_size_is_lossless(client, images, expected, content_type):
+    response = client.post(
+        "/invocations", data=encoded(images[0], "PNG"), content_type=content_type
+    )
+    np.testing.assert_allclose(predictions(response), expected[:1], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "size", "mode"),
+    [("JPEG", (32, 32), "RGB"), ("JPEG", (640, 480), "RGB"), ("PNG", (100, 37), "RGBA"),
+     ("PNG", (64, 64), "L"), ("PNG", (50, 50), "P")],
+)  # fmt: skip
+def test_images_of_any_size_and_mode_are_converted_and_resized(client, images, fmt, size, mode):
+    body = encoded(images[1], fmt, size, mode)
+    response = client.post("/invocations", data=body, content_type=f"image/{fmt.lower()}")
+    rows = predictions(response)
+    assert rows.shape == (1, 10)
+    np.testing.assert_allclose(rows.sum(), 1.0, atol=1e-5)
+
+
+def test_jsonlines_response_has_one_line_per_image(client, images, expected):
+    response = client.post(
+        "/invocations",
+        data=json.dumps({"instances": images.tolist()}),
+        content_type="application/json",
+        headers={"Accept": "application/jsonlines"},
+    )
+    assert response.status_code == 200 and response.mimetype == "application/jsonlines"
+    lines = response.get_data(as_text=True).splitlines()
+    assert len(lines) == len(images)
+    rows = np.array([json.loads(line)["predictions"] for line in lines])
+    np.testing.assert_allclose(rows, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/*", "text/html, application/json;q=0.5"])  # fmt: skip
+def test_json_is_the_default_response(client, images, accept):
+    headers = {"Accept": accept} if accept else {}
+    response = client.post("/invocations", json=[images[0].tolist()], headers=headers)
+    assert response.status_code == 200 and response.mimetype == "application/json"
+
+
+def test_unsupported_accept_is_406(client, images):
+    response = client.post(
+        "/invocations", json=[images[0].tolist()], headers={"Accept": "text/csv"}
+    )
+    assert response.status_code == 406 and "application/json" in response.json["error"]
+
+
+@pytest.mark.parametrize("attributes", ["top_k=3", "trace=abc; top_k=3", "top_k=3,other=1"])
+def test_top_k_class_names_through_custom_attributes(
+    client, predictor, images, expected, attributes
+):
+    response = client.post(
+        "/invocations", json=images[:2].tolist(), headers={CUSTOM_ATTRIBUTES: attributes}
+    )
+    assert response.status_code == 200
+    top = response.json["top_k"]
+    assert [len(row) for row in top] == [3, 3]
+    for row, probabilities in zip(top, expected[:2], strict=True):
+        best = int(np.argmax(probabilities))
+        assert row[0] == {"class": predictor.class_names[best], "probability": pytest.approx(float(probabilities[best]), abs=1e-6)}  # fmt: skip
+        assert row[0]["probability"] >= row[1]["probability"] >= row[2]["probability"]
+
+
+def test_top_k_in_jsonlines(client, images):
+    response = client.post(
+        "/invocations", json=images[:2].tolist(),
+        headers={CUSTOM_ATTRIBUTES: "top_k=1", "Accept": "application/jsonlines"},
+    )  # fmt: skip
+    lines = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert [len(line["top_k"]) for line in lines] == [1, 1]
+
+
+@pytest.mark.parametrize("value", ["0", "11", "-1", "three", ""])
+def test_impossible_top_k_is_400(client, images, value):
+    response = client.post("/invocations", json=[images[0].tolist()], headers={CUSTOM_ATTRIBUTES: f"top_k={value}"})  # fmt: skip
+    assert response.status_code == 400 and "top_k" in response.json["error"]
+
+
+def test_execution_parameters_match_the_server_limits(predictor):
+    from sagevit_serve.app import create_app
+
+    client = create_app(
+        predictor=predictor, max_payload_mb=6, max_concurrent_transforms=3
+    ).test_client()
+    assert client.get("/execution-parameters").json == {
+        "MaxConcurrentTransforms": 3,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 6,
+    }
+
+
+def test_large_batches_are_split_into_buckets(client, predictor):
+    batch = np.random.default_rng(0).integers(0, 256, (150, 32, 32, 3)).astype(np.float32)
+    response = client.post("/invocations", data=npy(batch), content_type="application/x-npy")
+    rows = predictions(response)
+    assert rows.shape == (150, 10)
+    np.testing.assert_allclose(rows[:64], predictor.predict(batch[:64]), atol=1e-5)
