@@ -42,7 +42,8 @@ def to_batch(data: Any, image_shape: Shape) -> np.ndarray:
     if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
         raise InvalidInput(f"array dtype {data.dtype} is not a real number type")
     try:
-        images = np.asarray(data, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf: refused below
+            images = np.asarray(data, dtype=np.float32)
     except (ValueError, TypeError, OverflowError):
         raise InvalidInput(
             f"images must be numeric arrays of shape {list(image_shape)}, with no ragged rows"
@@ -114,12 +115,12 @@ def decode_jsonlines(body: bytes, image_shape: Shape) -> np.ndarray:
 
 def decode_csv(body: bytes, image_shape: Shape) -> np.ndarray:
     width = int(np.prod(image_shape))
+    if not body.strip():
+        raise InvalidInput("the CSV body holds no rows")
     try:
         rows = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.float32, ndmin=2)
     except ValueError as error:
         raise InvalidInput(f"CSV rows must be {width} comma-separated numbers ({error})") from None
-    if rows.shape[0] == 0:
-        raise InvalidInput("the CSV body holds no rows")
     if rows.shape[1] != width:
         raise InvalidInput(
             f"CSV rows must have {width} values (H*W*3 for {list(image_shape)}), got {rows.shape[1]}"
@@ -144,7 +145,7 @@ def decode_image(body: bytes, image_shape: Shape) -> np.ndarray:
         width, height = image.size
         if width * height > MAX_IMAGE_PIXELS:
             raise InvalidInput(
-                f"image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels"
+                f"image is {width}x{height}, over the {MAX_IMAGE_PIXELS:,} pixel limit"
             )
         image.draft("RGB", size)  # JPEG: decode at a reduced scale when that is enough
         image = image.convert("RGB")
@@ -153,7 +154,9 @@ def decode_image(body: bytes, image_shape: Shape) -> np.ndarray:
         pixels = np.asarray(image, dtype=np.float32)
     except InvalidInput:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise InvalidInput(f"image is over the {MAX_IMAGE_PIXELS:,} pixel limit") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise InvalidInput(f"body is not a decodable image ({', '.join(IMAGE_FORMATS)})") from None
     return pixels[np.newaxis]
 

@@ -1,0 +1,116 @@
+"""A corpus of bad requests: (name, content type, body, expected status, words in the error)."""
+
+import gzip
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def _npz():
+    buffer = io.BytesIO()
+    np.savez(buffer, x=np.zeros((32, 32, 3)))
+    return buffer.getvalue()
+
+
+def _png_bomb():
+    """A valid PNG header claiming 100000x100000 pixels (the data is never decoded)."""
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + header
+    ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    idat = b"IDAT" + zlib.compress(b"\x00" * 1000)
+    return b"\x89PNG\r\n\x1a\n" + ihdr + struct.pack(">I", len(idat) - 4) + idat + b"\0\0\0\0"
+
+
+def _png(size=(32, 32)):
+    buffer = io.BytesIO()
+    Image.new("RGB", size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+ZEROS = np.zeros((32, 32, 3))
+JSON, JSONL, CSV, NPY, JPEG, PNG = (
+    "application/json", "application/jsonlines", "text/csv",
+    "application/x-npy", "image/jpeg", "image/png",
+)  # fmt: skip
+ROW = ",".join(["0"] * 3072)
+
+CORPUS = [
+    ("empty json", JSON, b"", 400, "not valid JSON"),
+    ("truncated json", JSON, b'{"instances": [[1, 2', 400, "not valid JSON"),
+    ("not utf-8", JSON, b"\xff\xfe\x00", 400, "not valid JSON"),
+    ("json string", JSON, b'"hello"', 400, "list of images"),
+    ("json number", JSON, b"42", 400, "list of images"),
+    ("json null", JSON, b"null", 400, "list of images"),
+    ("wrong key", JSON, b'{"images": []}', 400, "'instances' or 'inputs'"),
+    ("instances not a list", JSON, b'{"instances": 3}', 400, "list of images"),
+    ("empty batch", JSON, b"[]", 400, "holds no images"),
+    ("empty instances", JSON, b'{"instances": []}', 400, "holds no images"),
+    ("ragged", JSON, b"[[1, 2], [3]]", 400, "ragged"),
+    ("strings", JSON, b'[["a", "b"]]', 400, "numeric"),
+    ("booleans in nested lists", JSON, b"[[[true]]]", 400, "shape"),
+    (
+        "wrong size",
+        JSON,
+        json.dumps(np.zeros((16, 16, 3)).tolist()).encode(),
+        400,
+        "shape [1, 16, 16, 3]",
+    ),
+    ("wrong channels", JSON, json.dumps(np.zeros((32, 32, 4)).tolist()).encode(), 400, "shape"),
+    ("rank 2", JSON, json.dumps(np.zeros((32, 32)).tolist()).encode(), 400, "shape [32, 32]"),
+    ("rank 5", JSON, json.dumps(np.zeros((1, 1, 32, 32, 3)).tolist()).encode(), 400, "shape"),
+    ("NaN", JSON, json.dumps(ZEROS.tolist()).replace("0.0", "NaN", 1).encode(), 400, "finite"),
+    (
+        "Infinity",
+        JSON,
+        json.dumps(ZEROS.tolist()).replace("0.0", "Infinity", 1).encode(),
+        400,
+        "finite",
+    ),
+    ("above 255", JSON, json.dumps((ZEROS + 256).tolist()).encode(), 400, "0-255"),
+    ("negative", JSON, json.dumps((ZEROS - 1).tolist()).encode(), 400, "0-255"),
+    (
+        "huge number",
+        JSON,
+        json.dumps(ZEROS.tolist()).replace("0.0", "1e999", 1).encode(),
+        400,
+        "finite",
+    ),
+    ("deep nesting", JSON, b"[" * 50_000 + b"]" * 50_000, 400, "nested deeper"),
+    ("deep objects", JSON, b'{"a":' * 100 + b"1" + b"}" * 100, 400, "nested deeper"),
+    ("jsonlines empty", JSONL, b"\n\n", 400, "no lines"),
+    ("jsonlines bad line", JSONL, json.dumps(ZEROS.tolist()).encode() + b"\n{oops", 400, "line 2"),
+    ("csv short row", CSV, b"1,2,3", 400, "3072 values"),
+    ("csv text", CSV, b"a,b,c", 400, "comma-separated numbers"),
+    ("csv ragged", CSV, (ROW + "\n1,2").encode(), 400, "comma-separated numbers"),
+    ("csv empty", CSV, b"", 400, "no rows"),
+    ("csv out of range", CSV, ROW.replace("0", "300", 1).encode(), 400, "0-255"),
+    ("npy garbage", NPY, b"not an npy file", 400, "not a readable .npy"),
+    (
+        "npy pickled objects",
+        NPY,
+        _npy(np.array([object()], dtype=object)),
+        400,
+        "not a readable .npy",
+    ),
+    ("npy strings", NPY, _npy(np.array(["a"] * 3072).reshape(32, 32, 3)), 400, "not a real number"),
+    ("npz archive", NPY, _npz(), 400, "not an .npz"),
+    ("npy wrong shape", NPY, _npy(np.zeros((3, 32, 32))), 400, "shape"),
+    ("npy complex", NPY, _npy(np.zeros((32, 32, 3), np.complex64)), 400, "not a real number"),
+    ("jpeg garbage", JPEG, b"\xff\xd8\xff garbage", 400, "not a decodable image"),
+    ("truncated png", PNG, _png()[:40], 400, "not a decodable image"),
+    ("png bomb", PNG, _png_bomb(), 400, "pixel limit"),
+    ("gzip as png", PNG, gzip.compress(b"hello"), 400, "not a decodable image"),
+    ("unsupported type", "text/plain", b"hello", 415, "text/plain"),
+    ("no content type", "", b"[]", 415, "none"),
+    ("xml", "application/xml", b"<a/>", 415, "not supported"),
+]

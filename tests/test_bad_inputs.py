@@ -1,0 +1,87 @@
+"""Bad input gets a clear 4xx and the worker keeps serving; the decoders never crash."""
+
+import json
+
+import numpy as np
+import pytest
+from bad_inputs import CORPUS
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sagevit_serve.decode import DECODERS, InvalidInput
+
+SHAPE = (32, 32, 3)
+
+
+def test_the_corpus_is_large():
+    assert len(CORPUS) >= 30
+
+
+@pytest.mark.parametrize(("name", "content_type", "body", "status", "words"), CORPUS, ids=[c[0] for c in CORPUS])  # fmt: skip
+def test_bad_input_is_a_clear_4xx(client, name, content_type, body, status, words):
+    response = client.post("/invocations", data=body, headers={"Content-Type": content_type} if content_type else {})  # fmt: skip
+    assert response.status_code == status
+    assert words in response.json["error"]
+    assert "\n" not in response.json["error"]
+    assert client.get("/ping").status_code == 200
+
+
+def _check_decoder(content_type, body):
+    try:
+        batch = DECODERS[content_type](body, SHAPE)
+    except InvalidInput as error:
+        assert str(error)
+        return
+    assert batch.dtype == np.float32 and batch.shape[1:] == SHAPE
+    assert np.isfinite(batch).all() and batch.min() >= 0 and batch.max() <= 255
+
+
+@settings(max_examples=200, deadline=None)
+@given(content_type=st.sampled_from(sorted(DECODERS)), body=st.binary(max_size=4096))
+def test_decoders_refuse_arbitrary_bytes_cleanly(content_type, body):
+    _check_decoder(content_type, body)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(["instances", "inputs", "x"]), children, max_size=2)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=json_values)
+def test_json_decoders_refuse_arbitrary_documents_cleanly(document):
+    body = json.dumps(document).encode()
+    _check_decoder("application/json", body)
+    _check_decoder("application/jsonlines", body)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    batch=st.integers(1, 3),
+    value=st.floats(-1e3, 1e3, allow_nan=False),
+    size=st.sampled_from([(32, 32, 3), (31, 32, 3), (32, 32, 1)]),
+)
+def test_csv_and_npy_accept_exactly_the_valid_arrays(batch, value, size):
+    array = np.full((batch, *size), value, np.float32)
+    valid = size == SHAPE and 0 <= np.float32(value) <= 255  # as the server sees it
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    for content_type, body in [
+        ("application/x-npy", buffer.getvalue()),
+        (
+            "text/csv",
+            "\n".join(",".join(map(repr, row.reshape(-1).tolist())) for row in array).encode(),
+        ),
+    ]:
+        if valid:
+            assert DECODERS[content_type](body, SHAPE).shape == (batch, *SHAPE)
+        else:
+            with pytest.raises(InvalidInput):
+                DECODERS[content_type](body, SHAPE)
