@@ -14,7 +14,7 @@ DATA ?=
 EPOCHS ?=
 PORT ?= 8080
 
-.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo
+.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo bench-serve
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -64,3 +64,6 @@ serve-local: image ## Serve the train-local model from the image on 127.0.0.1:80
 
 demo: install image ## Train and serve in the image, query it with curl (DATA= for CIFAR-10 or your images)
 	$(PY) -m scripts.demo --image $(IMAGE) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS))
+
+bench-serve: install ## Benchmark the server against a naive Flask+predict one; writes bench/results/serve.json
+	$(PY) -m scripts.bench_serve

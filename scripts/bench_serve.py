@@ -1,0 +1,254 @@
+"""`make bench-serve`: latency and throughput of the server against two baselines.
+
+    python -m scripts.bench_serve [--seconds 10] [--workers N] [--out bench/results/serve.json]
+
+Same run, same model (the seed-sized ViT), same gunicorn worker count:
+  * ours:   `serve` (XLA-compiled, bucketed signature),
+  * naive:  the common do-it-yourself server, Flask calling `model.predict` per request
+            (written below as the baseline),
+  * floor:  the model's own throughput in this process, in a tight loop.
+Cases: 1 image as JSON, 1 image as JPEG, 64 images as npy; each at concurrency 1 and 8.
+Prints a table and writes JSON. Targets (2-core machine): p50 <= 5 ms for one JSON
+image at concurrency 1; >= 20x the naive server's throughput at concurrency 8
+(one JSON image); 64-image npy batches at >= 60% of the in-process images/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sagevit_serve.local import free_port, start_server, stop_server, wait_until_ready
+
+log = logging.getLogger("bench_serve")
+CASES = (("json_1", 1), ("jpeg_1", 1), ("npy_64", 64))
+CONCURRENCY = (1, 8)
+
+
+# --- The naive baseline: what a typical hand-written SageMaker server does. ---
+def create_naive_app():  # pragma: no cover - runs inside gunicorn
+    import keras
+    from flask import Flask, jsonify, request
+    from PIL import Image
+
+    from sagevit.model import load_model
+
+    app = Flask(__name__)
+    model = load_model(Path(os.environ["SM_MODEL_DIR"]) / "vit.keras")
+
+    @app.get("/ping")
+    def ping():
+        return "", 200
+
+    @app.post("/invocations")
+    def invocations():
+        if request.mimetype == "application/json":
+            images = np.array(request.get_json()["instances"], dtype="float32")
+        elif request.mimetype == "application/x-npy":
+            images = np.load(io.BytesIO(request.get_data()), allow_pickle=False).astype("float32")
+        else:
+            image = Image.open(io.BytesIO(request.get_data())).convert("RGB").resize((32, 32))
+            images = np.asarray(image, dtype="float32")[None]
+        probabilities = keras.ops.softmax(model.predict(images, verbose=0)).numpy()
+        return jsonify(predictions=probabilities.tolist())
+
+    return app
+
+
+def start_naive(model_dir: Path, port: int, workers: int) -> subprocess.Popen:
+    env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [
+        sys.executable, "-m", "gunicorn", "--workers", str(workers), "--timeout", "120",
+        "--bind", f"127.0.0.1:{port}", "scripts.bench_serve:create_naive_app()",
+    ]  # fmt: skip
+    return subprocess.Popen(command, env=env)
+
+
+# --- Requests and the load generator. ---
+def make_bodies(seed: int = 0) -> dict[str, tuple[str, bytes]]:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    one = rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    many = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    jpeg, npy = io.BytesIO(), io.BytesIO()
+    Image.fromarray(one[0]).save(jpeg, format="JPEG", quality=95)
+    np.save(npy, many)
+    return {
+        "json_1": ("application/json", json.dumps({"instances": one.tolist()}).encode()),
+        "jpeg_1": ("image/jpeg", jpeg.getvalue()),
+        "npy_64": ("application/x-npy", npy.getvalue()),
+    }
+
+
+def load(port: int, content_type: str, body: bytes, concurrency: int, seconds: float) -> dict:
+    """`concurrency` clients POST the body back to back for `seconds`; latencies in ms."""
+    latencies: list[float] = []
+    errors = [0]
+    deadline = time.monotonic() + seconds
+    lock = threading.Lock()
+
+    def client() -> None:
+        headers = {"Content-Type": content_type}
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                connection.request("POST", "/invocations", body, headers)
+                response = connection.getresponse()
+                response.read()
+                connection.close()
+                ok = response.status == 200
+            except OSError:
+                ok = False
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                if ok:
+                    latencies.append(elapsed)
+                else:
+                    errors[0] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - started
+    values = np.array(latencies) if latencies else np.array([np.nan])
+    return {
+        "requests": len(latencies),
+        "errors": errors[0],
+        "p50_ms": float(np.percentile(values, 50)),
+        "p99_ms": float(np.percentile(values, 99)),
+        "requests_per_s": len(latencies) / wall,
+    }
+
+
+def in_process_floor(model_dir: Path, seconds: float) -> dict:
+    """Images/s of the served function itself, batch 64 and batch 1, in a tight loop."""
+    from sagevit_serve.predictor import Predictor
+
+    predictor = Predictor.load(model_dir)
+    result = {}
+    for batch in (1, 64):
+        images = np.random.default_rng(0).integers(0, 256, (batch, 32, 32, 3)).astype(np.float32)
+        calls, deadline = 0, time.monotonic() + seconds
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            predictor.predict(images)
+            calls += 1
+        result[f"batch_{batch}_images_per_s"] = calls * batch / (time.monotonic() - started)
+    return result
+
+
+def export_seed_model(model_dir: Path) -> Path:
+    """The seed-sized ViT (random weights: speed does not depend on them), exported."""
+    from sagevit.config import Hyperparameters
+    from sagevit.data import CIFAR10_CLASSES
+    from sagevit.export import export_model
+    from sagevit.model import build_vit
+
+    hp = Hyperparameters()
+    export_model(build_vit(**hp.model_kwargs()), model_dir, CIFAR10_CLASSES, hp.to_dict())
+    return model_dir
+
+
+def bench_server(name: str, process: subprocess.Popen, port: int, seconds: float) -> dict:
+    wait_until_ready(f"http://127.0.0.1:{port}", timeout=180, process=process)
+    bodies = make_bodies()
+    results = {}
+    try:
+        for case, _ in CASES:
+            content_type, body = bodies[case]
+            load(port, content_type, body, 1, min(2.0, seconds))  # warm every worker
+            for concurrency in CONCURRENCY:
+                key = f"{case}_c{concurrency}"
+                results[key] = load(port, content_type, body, concurrency, seconds)
+                log.info("%s %s: %s", name, key, results[key])
+    finally:
+        stop_server(process)
+    return results
+
+
+def targets(report: dict) -> list[dict]:
+    ours, naive, floor = report["ours"], report["naive"], report["floor"]
+    npy_images_per_s = ours["npy_64_c8"]["requests_per_s"] * 64
+    speedup = ours["json_1_c8"]["requests_per_s"] / max(naive["json_1_c8"]["requests_per_s"], 1e-9)
+    share = npy_images_per_s / floor["batch_64_images_per_s"]
+    return [
+        {"target": "p50, 1 JSON image, concurrency 1", "goal": "<= 5 ms",
+         "measured": f"{ours['json_1_c1']['p50_ms']:.2f} ms", "hit": ours["json_1_c1"]["p50_ms"] <= 5},
+        {"target": "throughput vs naive, 1 JSON image, concurrency 8", "goal": ">= 20x",
+         "measured": f"{speedup:.1f}x", "hit": speedup >= 20},
+        {"target": "64-image npy vs in-process images/s", "goal": ">= 60%",
+         "measured": f"{share:.0%} ({npy_images_per_s:.0f} of {floor['batch_64_images_per_s']:.0f})",
+         "hit": share >= 0.6},
+    ]  # fmt: skip
+
+
+def print_table(report: dict) -> None:
+    print(
+        f"\n{'case':<12}{'server':<8}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'img/s':>10}{'errors':>8}"
+    )
+    for case, batch in CASES:
+        for concurrency in CONCURRENCY:
+            key = f"{case}_c{concurrency}"
+            for server in ("ours", "naive"):
+                r = report[server][key]
+                print(
+                    f"{key:<12}{server:<8}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+                    f"{r['requests_per_s']:>10.1f}{r['requests_per_s'] * batch:>10.0f}{r['errors']:>8}"
+                )
+    floor = report["floor"]
+    print(f"\nin-process floor: {floor['batch_1_images_per_s']:.0f} img/s at batch 1, {floor['batch_64_images_per_s']:.0f} img/s at batch 64")  # fmt: skip
+    print(f"\n{'target':<52}{'goal':<10}{'measured':<26}hit")
+    for t in report["targets"]:
+        print(
+            f"{t['target']:<52}{t['goal']:<10}{t['measured']:<26}{'yes' if t['hit'] else 'MISSED'}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description="Benchmark the server against a naive one.")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per case and concurrency")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workdir", type=Path, default=Path("build/bench"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/serve.json"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    model_dir = export_seed_model(args.workdir / "model")
+    report: dict = {"workers": args.workers, "cpus": os.cpu_count(), "seconds": args.seconds}
+    port = free_port()
+    ours = start_server(model_dir, port, workers=args.workers)
+    report["ours"] = bench_server("ours", ours, port, args.seconds)
+    port = free_port()
+    report["naive"] = bench_server(
+        "naive", start_naive(model_dir, port, args.workers), port, args.seconds
+    )
+    report["floor"] = in_process_floor(model_dir, args.seconds)
+    report["targets"] = targets(report)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
