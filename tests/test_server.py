@@ -2,6 +2,7 @@
 
 import json
 import signal
+import subprocess
 
 import numpy as np
 import pytest
@@ -58,15 +59,105 @@ def test_malformed_body_is_400_not_500(server):
     assert request(f"{url}/ping")[0] == 200
 
 
-def test_sigterm_stops_the_server_cleanly(toolkit_run):
+def test_sigterm_drains_in_flight_requests_then_exits_cleanly(toolkit_run):
+    import io
+    import threading
+    import time
+
     base, _ = toolkit_run
     port = free_port()
-    process = start_server(base / "model", port)
-    wait_until_ready(f"http://127.0.0.1:{port}", READY_WITHIN_SECONDS, process)
+    process = start_server(base / "model", port, extra_env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "64"})
+    url = f"http://127.0.0.1:{port}"
+    wait_until_ready(url, READY_WITHIN_SECONDS, process)
+    batch = io.BytesIO()
+    np.save(batch, np.zeros((4096, 32, 32, 3), np.uint8))  # about two seconds of work
+    answers = []
+    slow = threading.Thread(
+        target=lambda: answers.append(
+            request(f"{url}/invocations", batch.getvalue(), "application/x-npy")
+        )
+    )
+    slow.start()
+    time.sleep(0.5)
+    started = time.monotonic()
     process.send_signal(signal.SIGTERM)
+    slow.join(30)
+    assert answers and answers[0][0] == 200  # the in-flight request was finished, not cut
+    assert len(json.loads(answers[0][1])["predictions"]) == 4096
     assert process.wait(30) == 0  # gunicorn exits 0 after a graceful shutdown
+    assert time.monotonic() - started < 30  # inside SageMaker's SIGTERM-to-SIGKILL window
 
 
 def test_a_missing_model_stops_the_server(tmp_path):
     process = start_server(tmp_path, free_port())
     assert process.wait(60) != 0
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_curl_with_an_image_file(server, images, tmp_path, fmt):
+    from PIL import Image
+
+    url, _, _ = server
+    path = tmp_path / f"cat.{fmt.lower()}"
+    Image.fromarray(images[0]).resize((96, 96)).save(path, format=fmt)
+    output = subprocess.run(
+        ["curl", "-sS", "--fail-with-body", "-H", f"Content-Type: image/{fmt.lower()}",
+         "--data-binary", f"@{path}", f"{url}/invocations"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    rows = np.array(json.loads(output)["predictions"])
+    assert rows.shape == (1, 10)
+    np.testing.assert_allclose(rows.sum(), 1.0, atol=1e-5)
+
+
+def test_the_bad_input_corpus_against_the_real_server(server):
+    from bad_inputs import CORPUS
+
+    url, _, _ = server
+    for name, content_type, body, status, words in CORPUS:
+        got, answer = request(f"{url}/invocations", body, content_type)
+        assert got == status, name
+        assert words in json.loads(answer)["error"], name
+    assert request(f"{url}/ping")[0] == 200
+
+
+@pytest.fixture
+def sdk_predictor(server, monkeypatch):
+    """The real SageMaker SDK v2 Predictor, aimed at our server through LocalSession.
+
+    LocalSession's runtime client POSTs to http://localhost:<serving_port>/invocations
+    with the predictor's Content-Type and Accept: the same request SageMaker's
+    front end sends the container, without AWS.
+    """
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    from sagemaker.deserializers import JSONDeserializer
+    from sagemaker.local import LocalSession
+    from sagemaker.predictor import Predictor
+
+    url, _, _ = server
+    session = LocalSession()
+    session.config = {"local": {"local_code": True, "serving_port": int(url.rsplit(":", 1)[1])}}
+    return Predictor("sagevit", sagemaker_session=session, deserializer=JSONDeserializer())
+
+
+def test_sdk_numpy_json_and_image_serializers(sdk_predictor, images):
+    import io
+
+    from PIL import Image
+    from sagemaker.serializers import IdentitySerializer, JSONSerializer, NumpySerializer
+
+    sdk_predictor.serializer = NumpySerializer()
+    from_numpy = np.array(sdk_predictor.predict(images[:4])["predictions"])
+    sdk_predictor.serializer = JSONSerializer()
+    from_json = np.array(sdk_predictor.predict({"instances": images[:4].tolist()})["predictions"])
+    np.testing.assert_allclose(from_numpy, from_json, atol=1e-6)
+    assert from_numpy.shape == (4, 10)
+
+    png = io.BytesIO()
+    Image.fromarray(images[0]).save(png, format="PNG")
+    sdk_predictor.serializer = IdentitySerializer(content_type="image/png")
+    from_png = np.array(sdk_predictor.predict(png.getvalue())["predictions"])
+    np.testing.assert_allclose(from_png, from_numpy[:1], atol=1e-5)

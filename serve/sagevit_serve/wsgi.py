@@ -1,4 +1,9 @@
-"""The WSGI entry point gunicorn imports in each worker: `sagevit_serve.wsgi:app`."""
+"""The WSGI entry point gunicorn imports in each worker: `sagevit_serve.wsgi:app`.
+
+Each worker loads (and compiles) its model here, before gunicorn lets it accept
+connections, so no request ever reaches a worker without a model: while one
+worker starts or restarts, the others take the traffic.
+"""
 
 import logging
 import os
@@ -23,5 +28,6 @@ app = create_app(
     tf_threads=(_s.intra_op_threads, _s.inter_op_threads),
     max_payload_mb=_s.max_payload_mb,
     max_concurrent_transforms=_s.workers,
+    background=False,
     on_load_error=_stop_worker,
 )
