@@ -117,4 +117,6 @@ def client(app):
 
 @pytest.fixture
 def seed_hyperparameters() -> Hyperparameters:
-    return Hyperparameters()
+    from sagevit.config import parse_hyperparameters
+
+    return parse_hyperparameters(["--preset", "seed"])

@@ -26,12 +26,23 @@ SEED_ARGS = [
 ]
 
 
-def test_defaults_are_the_seed_notebooks():
-    assert parse_hyperparameters(SEED_ARGS) == Hyperparameters()
-    hp = Hyperparameters()
+def test_seed_preset_is_the_seed_notebook():
+    hp = parse_hyperparameters(["--preset", "seed"])
+    assert parse_hyperparameters(["--preset", "seed", *SEED_ARGS]) == hp
     assert (hp.image_size, hp.patch_size, hp.num_layers, hp.d_model) == (32, 4, 4, 64)
     assert (hp.num_heads, hp.mlp_dim, hp.batch_size, hp.epochs) == (4, 128, 256, 50)
     assert (hp.learning_rate, hp.weight_decay) == (3e-4, 1e-4)
+    assert (hp.tokenizer, hp.pooling, hp.norm, hp.augment, hp.schedule) == (
+        "patch", "class_token", "post", "none", "constant",
+    )  # fmt: skip
+    assert hp.label_smoothing == hp.grad_clip == hp.stochastic_depth == hp.mixup == 0
+
+
+def test_no_flags_give_the_default_recipe_and_flags_beat_presets():
+    assert parse_hyperparameters([]) == Hyperparameters()
+    assert Hyperparameters().augment == "crop_flip" and Hyperparameters().schedule == "cosine"
+    hp = parse_hyperparameters(["--preset", "seed", "--batch-size", "64", "--augment", "crop_flip"])
+    assert (hp.batch_size, hp.augment, hp.norm) == (64, "crop_flip", "post")
 
 
 def test_underscore_and_kebab_spellings_are_the_same_option():
@@ -67,6 +78,10 @@ def test_toolkit_restringified_numbers_parse():
         (["--dropout", "1.5"], "--dropout"),
         (["--num-classes", "1"], "--num-classes"),
         (["--batch-size"], "--batch-size"),
+        (["--tokenizer", "pixels"], "--tokenizer"),
+        (["--preset", "best"], "--preset"),
+        (["--label-smoothing", "1"], "--label-smoothing"),
+        (["--grad-clip", "-1"], "--grad-clip"),
     ],
 )
 def test_unknown_or_malformed_values_fail_naming_the_option(argv, named):
@@ -76,5 +91,5 @@ def test_unknown_or_malformed_values_fail_naming_the_option(argv, named):
 
 def test_model_kwargs_feed_build_vit():
     kwargs = Hyperparameters().model_kwargs()
-    assert kwargs["d_model"] == 64 and kwargs["num_classes"] == 10
+    assert kwargs["d_model"] == 64 and kwargs["num_classes"] == 10 and kwargs["norm_first"]
     assert "learning_rate" not in kwargs

@@ -113,11 +113,14 @@ def test_class_names_fall_back_to_cifar10_then_numbers(tmp_path):
         load_split(path, 32, 10)
 
 
-def test_datasets_batch_float_pixels_and_int_labels(channel):
+def test_datasets_batch_float_pixels_and_one_hot_targets(channel):
     split = load_channel(channel, "training.npz", "train", 32, 10)
-    images, labels = next(iter(make_dataset(split, 32, training=True)))
+    images, targets = next(
+        iter(make_dataset(split, 32, True, 10, augment="crop_flip", mixup_alpha=0.2))
+    )
     assert images.shape == (32, 32, 32, 3) and images.dtype == "float32"
-    assert labels.shape == (32,) and labels.dtype == "int32"
+    assert targets.shape == (32, 10) and targets.dtype == "float32"
+    np.testing.assert_allclose(targets.numpy().sum(axis=1), 1.0, atol=1e-6)
     assert float(images.numpy().max()) > 1.0  # still 0-255: the model rescales
-    eval_batches = list(make_dataset(split, 50, training=False))
+    eval_batches = list(make_dataset(split, 50, False, 10))
     assert sum(len(b[1]) for b in eval_batches) == len(split)  # evaluation keeps every example

@@ -29,9 +29,9 @@ def test_loss_falls_and_epochs_are_numbered_from_one(channel, caplog):
     trainer = Trainer(model, keras.optimizers.AdamW(3e-3), global_batch_size=32)
     with caplog.at_level("INFO", logger="sagevit"):
         history = trainer.fit(
-            make_dataset(split, 32, True),
+            make_dataset(split, 32, True, 10),
             epochs=4,
-            validation_dataset=make_dataset(split, 32, False),
+            validation_dataset=make_dataset(split, 32, False, 10),
         )
     losses = [result.metrics["loss"] for result in history]
     assert losses[-1] < losses[0]
@@ -59,6 +59,6 @@ def test_batch_larger_than_the_data_is_clamped(channel, tmp_path):
 def test_impossible_model_is_a_config_error(channel, tmp_path):
     from sagevit.config import ConfigError
 
-    hp = parse_hyperparameters(["--patch-size", "5", "--epochs", "1"])
+    hp = parse_hyperparameters(["--tokenizer", "patch", "--patch-size", "5", "--epochs", "1"])
     with pytest.raises(ConfigError, match="not divisible by patch size 5"):
         run(hp, channel, tmp_path)

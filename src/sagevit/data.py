@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from sagevit.augment import crop_flip, mixup
+
 log = logging.getLogger(__name__)
 
 TRAIN_FILE = "training.npz"
@@ -141,18 +143,47 @@ def resolve_class_names(num_classes: int, *splits: Split | None) -> tuple[str, .
     return tuple(str(i) for i in range(num_classes))
 
 
-def make_dataset(split: Split, batch_size: int, training: bool, seed: int = 0) -> tf.data.Dataset:
-    """Batches of (float32 pixels 0-255 (B, H, W, 3), int32 labels (B,)).
+AUGMENTATIONS = ("none", "crop_flip")
+
+
+def make_dataset(
+    split: Split,
+    batch_size: int,
+    training: bool,
+    num_classes: int,
+    seed: int = 0,
+    augment: str = "none",
+    mixup_alpha: float = 0.0,
+) -> tf.data.Dataset:
+    """Batches of (float32 pixels 0-255 (B, H, W, 3), float32 one-hot targets (B, classes)).
 
     Training batches are reshuffled every epoch and drop the last partial batch,
-    so every step has the same shape and the step function is traced once.
+    so every step has the same shape and the step function is traced once; they
+    are augmented (`augment`, then mixup if `mixup_alpha` > 0). Evaluation
+    batches keep every example and are never augmented.
     """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
     dataset = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
     if training:
         dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=training and len(split) >= batch_size)
     dataset = dataset.map(
-        lambda images, labels: (tf.cast(images, tf.float32), labels),
+        lambda images, labels: (tf.cast(images, tf.float32), tf.one_hot(labels, num_classes)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
+    if training and (augment != "none" or mixup_alpha > 0):
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
+
+        def augment_batch(batch: tuple, seed_pair: tf.Tensor) -> tuple:
+            images, targets = batch
+            if augment == "crop_flip":
+                images = crop_flip(images, seed_pair[:2])
+            if mixup_alpha > 0:
+                images, targets = mixup(images, targets, seed_pair[2:], mixup_alpha)
+            return images, targets
+
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            augment_batch, num_parallel_calls=tf.data.AUTOTUNE
+        )
     return dataset.prefetch(tf.data.AUTOTUNE)

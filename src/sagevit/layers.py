@@ -91,13 +91,30 @@ class PositionEmbedding(layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class EncoderBlock(layers.Layer):
-    """Pre-norm transformer block: x + Attention(LN(x)), then x + MLP(LN(x)). (B, L, D) -> same."""
+    """Transformer block: (B, L, D) -> (B, L, D).
 
-    def __init__(self, num_heads: int, mlp_dim: int, dropout: float = 0.0, **kwargs: Any) -> None:
+    Pre-norm (default): x + Attention(LN(x)), then x + MLP(LN(x)).
+    Post-norm (the seed's): LN(x + Attention(x)), then LN(x + MLP(x)).
+    `stochastic_depth` drops each residual branch for a whole example with that
+    probability during training (and rescales the kept ones).
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        mlp_dim: int,
+        dropout: float = 0.0,
+        norm_first: bool = True,
+        stochastic_depth: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.mlp_dim = mlp_dim
         self.dropout = dropout
+        self.norm_first = norm_first
+        self.stochastic_depth = stochastic_depth
+        self.seed_generator = keras.random.SeedGenerator()
 
     def build(self, input_shape: tuple) -> None:
         d_model = input_shape[-1]
@@ -123,13 +140,29 @@ class EncoderBlock(layers.Layer):
         self.mlp_hidden.build(input_shape)
         self.mlp_output.build((*input_shape[:-1], self.mlp_dim))
 
+    def _drop_path(self, branch: Any, training: bool | None) -> Any:
+        if not training or self.stochastic_depth == 0.0:
+            return branch
+        keep = 1.0 - self.stochastic_depth
+        shape = (ops.shape(branch)[0], 1, 1)  # one decision per example
+        noise = keras.random.uniform(shape, dtype=branch.dtype, seed=self.seed_generator)
+        mask = ops.floor(keep + noise)
+        return branch * mask / keep
+
+    def _attend(self, x: Any, training: bool | None) -> Any:
+        y = self.attention(x, x, training=training)
+        return self._drop_path(self.drop(y, training=training), training)
+
+    def _mlp(self, x: Any, training: bool | None) -> Any:
+        y = self.mlp_output(self.drop(self.mlp_hidden(x), training=training))
+        return self._drop_path(self.drop(y, training=training), training)
+
     def call(self, x: Any, training: bool | None = None) -> Any:
-        y = self.attention_norm(x)
-        y = self.attention(y, y, training=training)
-        x = x + self.drop(y, training=training)
-        y = self.mlp_hidden(self.mlp_norm(x))
-        y = self.mlp_output(self.drop(y, training=training))
-        return x + self.drop(y, training=training)
+        if self.norm_first:
+            x = x + self._attend(self.attention_norm(x), training)
+            return x + self._mlp(self.mlp_norm(x), training)
+        x = self.attention_norm(x + self._attend(x, training))
+        return self.mlp_norm(x + self._mlp(x, training))
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -137,4 +170,65 @@ class EncoderBlock(layers.Layer):
             "num_heads": self.num_heads,
             "mlp_dim": self.mlp_dim,
             "dropout": self.dropout,
+            "norm_first": self.norm_first,
+            "stochastic_depth": self.stochastic_depth,
         }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ConvTokenizer(layers.Layer):
+    """Compact-Transformer-style tokens from a small conv stem: (B, H, W, C) -> (B, N, D).
+
+    Two 3x3 conv + ReLU + 3x3/2 max-pool stages, so N = (H/4)*(W/4) as with 4x4
+    patches, but each token sees overlapping neighbourhoods: the locality a ViT
+    otherwise has to learn from data.
+    """
+
+    def __init__(self, d_model: int, hidden: int = 64, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.d_model = d_model
+        self.hidden = hidden
+        self.stages = [
+            layers.Conv2D(hidden, 3, padding="same", use_bias=False, activation="relu"),
+            layers.MaxPooling2D(3, strides=2, padding="same"),
+            layers.Conv2D(d_model, 3, padding="same", use_bias=False, activation="relu"),
+            layers.MaxPooling2D(3, strides=2, padding="same"),
+        ]
+
+    def build(self, input_shape: tuple) -> None:
+        _, height, width, _ = input_shape
+        if height is None or width is None or height % 4 or width % 4:
+            raise ValueError(f"ConvTokenizer needs a size divisible by 4, got {height}x{width}")
+        shape = input_shape
+        for stage in self.stages:
+            stage.build(shape)
+            shape = stage.compute_output_shape(shape)
+        self.num_tokens = (height // 4) * (width // 4)
+
+    def call(self, images: Any) -> Any:
+        x = images
+        for stage in self.stages:
+            x = stage(x)
+        return ops.reshape(x, (-1, self.num_tokens, self.d_model))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], (input_shape[1] // 4) * (input_shape[2] // 4), self.d_model)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "d_model": self.d_model, "hidden": self.hidden}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SequencePooling(layers.Layer):
+    """Attention-weighted average of all tokens, in place of a class token: (B, L, D) -> (B, D)."""
+
+    def build(self, input_shape: tuple) -> None:
+        self.score = layers.Dense(1, name="score")
+        self.score.build(input_shape)
+
+    def call(self, tokens: Any) -> Any:
+        weights = ops.softmax(self.score(tokens), axis=1)  # (B, L, 1)
+        return ops.sum(weights * tokens, axis=1)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], input_shape[2])

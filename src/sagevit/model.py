@@ -11,7 +11,17 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from sagevit.layers import ClassToken, EncoderBlock, PatchEmbedding, PositionEmbedding
+from sagevit.layers import (
+    ClassToken,
+    ConvTokenizer,
+    EncoderBlock,
+    PatchEmbedding,
+    PositionEmbedding,
+    SequencePooling,
+)
+
+TOKENIZERS = ("patch", "conv")
+POOLINGS = ("class_token", "sequence")
 
 
 def build_vit(
@@ -23,24 +33,47 @@ def build_vit(
     mlp_dim: int = 128,
     num_classes: int = 10,
     dropout: float = 0.1,
+    norm_first: bool = True,
+    tokenizer: str = "patch",
+    pooling: str = "class_token",
+    stochastic_depth: float = 0.0,
     name: str = "vit",
 ) -> keras.Model:
-    """Build a ViT: (B, image_size, image_size, 3) pixels in 0-255 -> (B, num_classes) logits."""
-    if image_size % patch_size:
+    """Build a ViT: (B, image_size, image_size, 3) pixels in 0-255 -> (B, num_classes) logits.
+
+    tokenizer: "patch" (strided convolution, the original ViT) or "conv" (a small
+        convolutional stem, as in Compact Convolutional Transformers; 4x downsampling).
+    pooling: "class_token" (the original ViT) or "sequence" (attention-weighted mean).
+    stochastic_depth: the drop rate of the last block; earlier blocks drop less, linearly.
+    """
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if tokenizer == "patch" and image_size % patch_size:
         raise ValueError(f"image size {image_size} is not divisible by patch size {patch_size}")
     if d_model % num_heads:
         raise ValueError(f"d_model {d_model} is not divisible by the number of heads {num_heads}")
 
     images = keras.Input((image_size, image_size, 3), name="images")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(images)  # 0-255 -> 0-1
-    x = PatchEmbedding(patch_size, d_model, name="patch_embedding")(x)  # (B, N, D)
-    x = ClassToken(name="class_token")(x)  # (B, N+1, D)
+    if tokenizer == "patch":
+        x = PatchEmbedding(patch_size, d_model, name="patch_embedding")(x)  # (B, N, D)
+    else:
+        x = ConvTokenizer(d_model, name="conv_tokenizer")(x)  # (B, N, D)
+    if pooling == "class_token":
+        x = ClassToken(name="class_token")(x)  # (B, N+1, D)
     x = PositionEmbedding(name="position_embedding")(x)
     x = layers.Dropout(dropout, name="embedding_dropout")(x)
     for i in range(num_layers):
-        x = EncoderBlock(num_heads, mlp_dim, dropout, name=f"encoder_block_{i}")(x)
+        rate = stochastic_depth * i / max(num_layers - 1, 1)
+        block = EncoderBlock(num_heads, mlp_dim, dropout, norm_first, rate, name=f"encoder_block_{i}")  # fmt: skip
+        x = block(x)
     x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
-    x = x[:, 0]  # the class token's state, (B, D)
+    if pooling == "class_token":
+        x = x[:, 0]  # the class token's state, (B, D)
+    else:
+        x = SequencePooling(name="sequence_pooling")(x)  # (B, D)
     logits = layers.Dense(num_classes, name="head", dtype="float32")(x)  # (B, num_classes)
     return keras.Model(images, logits, name=name)
 

@@ -19,7 +19,13 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from sagevit.config import ConfigError, Hyperparameters, hyperparameters_from_namespace, make_parser
+from sagevit.config import (
+    ConfigError,
+    Hyperparameters,
+    hyperparameters_from_namespace,
+    make_parser,
+    parse_with_preset,
+)
 from sagevit.data import (
     TRAIN_FILE,
     VALIDATION_FILE,
@@ -41,6 +47,25 @@ def choose_strategy() -> tf.distribute.Strategy:
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def make_optimizer(hp: Hyperparameters, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """AdamW with linear warmup then cosine decay (or a constant rate), and gradient clipping."""
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = hp.learning_rate
+    if hp.schedule == "cosine":
+        warmup = int(hp.warmup_epochs * steps_per_epoch)
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else hp.learning_rate,
+            decay_steps=max(hp.epochs * steps_per_epoch - warmup, 1),
+            warmup_target=hp.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    optimizer = keras.optimizers.AdamW(
+        rate, weight_decay=hp.weight_decay, global_clipnorm=hp.grad_clip or None
+    )
+    # Decay only the weight matrices: not norms, biases, tokens or position embeddings.
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "token", "position"])
+    return optimizer
 
 
 def run(
@@ -65,8 +90,13 @@ def run(
         log.warning(
             "batch size %d > %d training examples; using %d", hp.batch_size, batch_size, batch_size
         )
-    train_data = make_dataset(train_split, batch_size, training=True, seed=hp.seed)
-    val_data = None if val_split is None else make_dataset(val_split, batch_size, training=False)
+    train_data = make_dataset(
+        train_split, batch_size, True, hp.num_classes, hp.seed, hp.augment, hp.mixup
+    )
+    val_data = None
+    if val_split is not None:
+        val_data = make_dataset(val_split, batch_size, False, hp.num_classes)
+    steps_per_epoch = len(train_split) // batch_size
 
     strategy = choose_strategy()
     with strategy.scope():
@@ -74,7 +104,7 @@ def run(
             model = build_vit(**hp.model_kwargs())
         except ValueError as error:  # impossible shapes: a configuration problem
             raise ConfigError(str(error)) from None
-        optimizer = keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay)
+        optimizer = make_optimizer(hp, steps_per_epoch)
     log.info(
         "training %s (%d parameters) on %d examples, validating on %d, %d replica(s)",
         model.name,
@@ -84,12 +114,12 @@ def run(
         strategy.num_replicas_in_sync,
     )
 
-    trainer = Trainer(model, optimizer, batch_size, strategy, jit_compile=hp.jit_compile)
+    trainer = Trainer(model, optimizer, batch_size, strategy, hp.jit_compile, hp.label_smoothing)
     history = trainer.fit(
         train_data,
         hp.epochs,
         validation_dataset=val_data,
-        steps_per_epoch=len(train_split) // batch_size,
+        steps_per_epoch=steps_per_epoch,
         progress_bar=progress_bar,
     )
     export_model(model, model_dir, class_names, hp.to_dict())
@@ -128,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The `sagevit-train` command."""
     configure_logging()
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_with_preset(build_parser(), sys.argv[1:] if argv is None else argv)
         if args.train is None:
             raise DataError("no train channel: pass --train DIR or set SM_CHANNEL_TRAIN")
         hp = hyperparameters_from_namespace(args)

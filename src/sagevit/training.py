@@ -40,25 +40,30 @@ class Trainer:
         global_batch_size: int,
         strategy: tf.distribute.Strategy | None = None,
         jit_compile: bool = False,
+        label_smoothing: float = 0.0,
     ) -> None:
         self.model = model
+        self.label_smoothing = label_smoothing
         self.optimizer = optimizer
         self.global_batch_size = global_batch_size
         self.strategy = strategy or tf.distribute.get_strategy()
         self._train = self._distributed(self._train_step, jit_compile)
         self._evaluate = self._distributed(self._eval_step, jit_compile)
 
-    def _sums(self, logits: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    def _sums(self, logits: tf.Tensor, targets: tf.Tensor, smoothing: float = 0.0) -> tuple:
+        """Per-example cross-entropy against (smoothed) soft targets, correct count, count."""
         logits = tf.cast(logits, tf.float32)
-        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-        correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
-        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        classes = tf.cast(tf.shape(targets)[-1], tf.float32)
+        smoothed = targets * (1.0 - smoothing) + smoothing / classes
+        per_example = tf.nn.softmax_cross_entropy_with_logits(smoothed, logits)
+        correct = tf.equal(tf.argmax(logits, axis=-1), tf.argmax(targets, axis=-1))
+        count = tf.cast(tf.shape(targets)[0], tf.float32)
         return per_example, tf.reduce_sum(tf.cast(correct, tf.float32)), count
 
     def _train_step(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
         with tf.GradientTape() as tape:
             logits = self.model(images, training=True)  # (B, C)
-            per_example, correct, count = self._sums(logits, labels)
+            per_example, correct, count = self._sums(logits, labels, self.label_smoothing)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
         variables = self.model.trainable_variables
         gradients = tape.gradient(loss, variables)
