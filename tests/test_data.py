@@ -124,3 +124,51 @@ def test_datasets_batch_float_pixels_and_one_hot_targets(channel):
     assert float(images.numpy().max()) > 1.0  # still 0-255: the model rescales
     eval_batches = list(make_dataset(split, 50, False, 10))
     assert sum(len(b[1]) for b in eval_batches) == len(split)  # evaluation keeps every example
+
+
+def write_tree(root, sizes=((32, 32), (48, 40)), classes=("cat", "dog")):
+    from PIL import Image
+
+    for label, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i, size in enumerate(sizes):
+            Image.new("RGB", size, (label * 100, 0, 0)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_image_folder_channel_is_read_lazily_with_folder_class_names(tmp_path):
+    write_tree(tmp_path)
+    split = load_channel(tmp_path, "training.npz", "train", image_size=32, num_classes=2)
+    assert split.images is None and len(split) == 4  # only paths so far
+    assert split.class_names == ("cat", "dog")
+    examples = list(split.examples())
+    assert all(image.shape == (32, 32, 3) and image.dtype == "uint8" for image, _ in examples)
+    # Mixed sizes are resized to --image-size; colours and labels survive.
+    assert [int(image.numpy()[..., 0].mean()) for image, _ in examples] == [0, 0, 100, 100]
+    assert [int(label) for _, label in examples] == [0, 0, 1, 1]
+
+
+def test_image_folder_errors(tmp_path):
+    write_tree(tmp_path / "a")
+    with pytest.raises(DataError, match=r"has 2 class folders \(cat, dog\) but --num-classes is 3"):
+        load_channel(tmp_path / "a", "training.npz", "train", 32, 3)
+    write_tree(tmp_path / "b")
+    (tmp_path / "b" / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty holds no .jpg, .jpeg or .png image"):
+        load_channel(tmp_path / "b", "training.npz", "train", 32, 3)
+    write_tree(tmp_path / "c")
+    (tmp_path / "c" / "cat" / "broken.jpg").write_bytes(b"this is not an image")
+    with pytest.raises(DataError, match=r"broken.jpg is not a readable JPEG or PNG image"):
+        load_channel(tmp_path / "c", "training.npz", "train", 32, 2)
+
+
+def test_hold_out_is_a_fixed_seed_split(channel):
+    from sagevit.data import hold_out
+
+    split = load_channel(channel, "training.npz", "train", 32, 10)
+    train, validation = hold_out(split, 0.25, seed=7)
+    assert (len(train), len(validation)) == (96, 32)
+    again = hold_out(split, 0.25, seed=7)[1]
+    np.testing.assert_array_equal(validation.labels, again.labels)
+    with pytest.raises(DataError, match="leaves an empty side"):
+        hold_out(split, 0.001, seed=7)

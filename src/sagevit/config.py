@@ -69,6 +69,9 @@ class Hyperparameters:
     # Data
     augment: str = _field("crop_flip", "none, or crop_flip: 4-pixel pad, random crop, flip")
     mixup: float = _field(0.0, "mixup Beta(alpha, alpha) parameter; 0 turns it off")
+    validation_split: float = _field(
+        0.0, "without a validation channel, hold out this fraction of train (fixed seed)"
+    )
     # Runtime
     seed: int = _field(42, "random seed for weights, shuffling and augmentation")
     jit_compile: bool = _field(False, "compile the training step with XLA (helps on GPUs)")
@@ -81,7 +84,7 @@ class Hyperparameters:
                 raise ConfigError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
         if self.num_classes < 2:
             raise ConfigError(f"--num-classes must be at least 2, got {self.num_classes}")
-        for name in ("dropout", "stochastic_depth", "label_smoothing"):
+        for name in ("dropout", "stochastic_depth", "label_smoothing", "validation_split"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if self.learning_rate <= 0:

@@ -24,6 +24,7 @@ from sagevit.augment import crop_flip, mixup
 log = logging.getLogger(__name__)
 
 TRAIN_FILE = "training.npz"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VALIDATION_FILE = "testing.npz"
 
 # CIFAR-10's label order, used when a 10-class dataset carries no class names.
@@ -45,15 +46,60 @@ class DataError(ValueError):
     """The training data cannot be used; the message is one readable sentence."""
 
 
+# Decoded images up to this size are cached in memory after the first epoch.
+CACHE_LIMIT_BYTES = 4 << 30
+
+
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # (N, H, W, 3) uint8
+    """Examples of one channel: in memory (npz) or image files read lazily (folders)."""
+
+    images: np.ndarray | None  # (N, H, W, 3) uint8, or None for image files
     labels: np.ndarray  # (N,) int32
-    class_names: tuple[str, ...] | None  # from the file, if it had them
+    class_names: tuple[str, ...] | None  # from the data, if it names them
     source: Path
+    paths: np.ndarray | None = None  # (N,) image file paths, read by `examples()`
+    image_size: int = 32  # files of another size are resized to this (bilinear)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> Split:
+        images = None if self.images is None else self.images[indices]
+        paths = None if self.paths is None else self.paths[indices]
+        return Split(images, self.labels[indices], self.class_names, self.source, paths, self.image_size)  # fmt: skip
+
+    def examples(self) -> tf.data.Dataset:
+        """(uint8 (H, W, 3), int32) pairs; image files are decoded in parallel, then cached."""
+        if self.images is not None:
+            return tf.data.Dataset.from_tensor_slices((self.images, self.labels))
+        size = self.image_size
+
+        def read(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+            if image.shape[:2] != (size, size):
+                image = tf.image.resize(image, (size, size), antialias=True)
+            image = tf.cast(
+                tf.clip_by_value(tf.round(tf.cast(image, tf.float32)), 0, 255), tf.uint8
+            )
+            return tf.ensure_shape(image, (size, size, 3)), label
+
+        dataset = tf.data.Dataset.from_tensor_slices((self.paths, self.labels))
+        dataset = dataset.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+        if len(self) * size * size * 3 <= CACHE_LIMIT_BYTES:
+            dataset = dataset.cache()
+        return dataset
+
+
+def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """(train, validation): a fixed-seed shuffle, the last `fraction` held out."""
+    count = round(len(split) * fraction)
+    if not 0 < count < len(split):
+        raise DataError(
+            f"--validation-split {fraction} of {len(split)} examples leaves an empty side"
+        )
+    order = np.random.default_rng(seed).permutation(len(split))
+    return split.subset(order[:-count]), split.subset(order[-count:])
 
 
 def find_channel_file(channel_dir: str | Path, preferred: str, channel: str) -> Path:
@@ -127,9 +173,45 @@ def load_split(path: str | Path, image_size: int, num_classes: int) -> Split:
     return Split(images, labels.astype(np.int32), class_names, path)
 
 
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG, PNG
+
+
+def load_image_folder(folder: Path, image_size: int, num_classes: int) -> Split:
+    """A `<class>/<image>.jpg|png` tree: class names are the sorted folder names.
+
+    Only the file list is read here (and each file's first bytes, to refuse
+    non-images early); pixels are decoded lazily by `Split.examples()`.
+    """
+    classes = sorted(path.name for path in folder.iterdir() if path.is_dir())
+    if len(classes) != num_classes:
+        raise DataError(
+            f"{folder} has {len(classes)} class folders ({', '.join(classes) or 'none'}) "
+            f"but --num-classes is {num_classes}"
+        )
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"the class folder {folder / name} holds no .jpg, .jpeg or .png image")
+        for path in files:
+            with path.open("rb") as handle:
+                if not handle.read(8).startswith(IMAGE_SIGNATURES):
+                    raise DataError(f"{path} is not a readable JPEG or PNG image")
+        paths += [str(path) for path in files]
+        labels += [label] * len(files)
+    log.info("found %d images of %d classes in %s", len(paths), len(classes), folder)
+    return Split(
+        None, np.array(labels, np.int32), tuple(classes), folder, np.array(paths), image_size
+    )
+
+
 def load_channel(
     channel_dir: str | Path, preferred: str, channel: str, image_size: int, num_classes: int
 ) -> Split:
+    """A channel's examples: its npz file, or, if it holds none, its class folders."""
+    folder = Path(channel_dir)
+    if folder.is_dir() and not any(folder.glob("*.npz")) and any(p.is_dir() for p in folder.iterdir()):  # fmt: skip
+        return load_image_folder(folder, image_size, num_classes)
     return load_split(find_channel_file(channel_dir, preferred, channel), image_size, num_classes)
 
 
@@ -164,7 +246,7 @@ def make_dataset(
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
-    dataset = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+    dataset = split.examples()
     if training:
         dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=training and len(split) >= batch_size)

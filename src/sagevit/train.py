@@ -30,6 +30,7 @@ from sagevit.data import (
     TRAIN_FILE,
     VALIDATION_FILE,
     DataError,
+    hold_out,
     load_channel,
     make_dataset,
     resolve_class_names,
@@ -82,6 +83,8 @@ def run(
     val_split = None
     if validation_dir is not None:
         val_split = load_channel(validation_dir, VALIDATION_FILE, "validation", *args)
+    elif hp.validation_split > 0:
+        train_split, val_split = hold_out(train_split, hp.validation_split, hp.seed)
     class_names = resolve_class_names(hp.num_classes, train_split, val_split)
 
     batch_size = hp.batch_size
