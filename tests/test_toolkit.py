@@ -22,6 +22,9 @@ def test_toolkit_trains_and_writes_the_model(toolkit_run):
     assert metadata["hyperparameters"]["jit_compile"] is True
     assert metadata["class_names"][0] == "circle"
     assert (base / "output/success").is_file()
+    assert (base / "output/data/metrics.json").is_file()
+    assert (base / "output/data/history.png").is_file()
+    assert list((base / "output/tensorboard").glob("events.out.tfevents.*"))
     epoch_lines = [line for line in result.stdout.splitlines() if " epoch=" in line]
     assert len(epoch_lines) == 2 and " epoch=2 " in epoch_lines[-1]
 

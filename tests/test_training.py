@@ -39,15 +39,24 @@ def test_loss_falls_and_epochs_are_numbered_from_one(channel, caplog):
     assert [int(EPOCH_LINE.match(line).group(1)) for line in lines] == [1, 2, 3, 4]
 
 
-def test_run_exports_a_servable_model(channel, tmp_path):
-    hp = parse_hyperparameters(
-        ["--epochs", "2", "--batch-size", "32", "--num-layers", "1", "--jit-compile", "true"]
-    )
-    history = run(hp, channel, tmp_path, validation_dir=channel)
+def test_run_exports_a_servable_model_and_reports(channel, tmp_path):
+    import json
+
+    hp = parse_hyperparameters(["--epochs", "2", "--batch-size", "32", "--num-layers", "1"])
+    history = run(
+        hp, channel, tmp_path / "model", validation_dir=channel,
+        output_data_dir=tmp_path / "data", tensorboard_dir=tmp_path / "tensorboard",
+    )  # fmt: skip
     assert [r.epoch for r in history] == [1, 2]
     assert {"val_loss", "val_accuracy", "seconds"} <= set(history[-1].metrics)
-    assert (tmp_path / "1" / "saved_model.pb").is_file()
-    assert (tmp_path / "metadata.json").is_file()
+    assert (tmp_path / "model" / "1" / "saved_model.pb").is_file()
+    assert (tmp_path / "model" / "metadata.json").is_file()
+    metrics = json.loads((tmp_path / "data" / "metrics.json").read_text())
+    assert metrics["final"]["val_accuracy"] == history[-1].metrics["val_accuracy"]
+    assert metrics["best"]["val_accuracy"] == max(r.metrics["val_accuracy"] for r in history)
+    assert [e["epoch"] for e in metrics["history"]] == [1, 2]
+    assert (tmp_path / "data" / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_batch_larger_than_the_data_is_clamped(channel, tmp_path):

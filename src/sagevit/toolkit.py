@@ -13,6 +13,7 @@ exiting non-zero.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from sagemaker_training import environment, errors, mapping
@@ -37,6 +38,9 @@ def main() -> None:
             model_dir=env.model_dir,
             validation_dir=channels.get("validation"),
             progress_bar=sys.stdout.isatty(),
+            output_data_dir=env.output_data_dir,
+            # Where SageMaker's TensorBoardOutputConfig syncs from (its default local path).
+            tensorboard_dir=os.path.join(env.output_dir, "tensorboard"),
         )
     except (ConfigError, DataError) as error:
         raise errors.ClientError(str(error)) from None

@@ -37,6 +37,7 @@ from sagevit.data import (
 )
 from sagevit.export import export_model
 from sagevit.model import build_vit
+from sagevit.reports import TensorBoardLogger, write_reports
 from sagevit.training import EpochResult, Trainer
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,14 @@ def run(
     model_dir: str | Path,
     validation_dir: str | Path | None = None,
     progress_bar: bool = False,
+    output_data_dir: str | Path | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> list[EpochResult]:
-    """Load the channels, train, and export to `model_dir`. Raises ConfigError or DataError."""
+    """Load the channels, train, and export to `model_dir`. Raises ConfigError or DataError.
+
+    With `output_data_dir`, also write history.png and metrics.json there; with
+    `tensorboard_dir`, per-epoch TensorBoard scalars.
+    """
     keras.utils.set_random_seed(hp.seed)
     args = (hp.image_size, hp.num_classes)
     train_split = load_channel(train_dir, TRAIN_FILE, "train", *args)
@@ -124,8 +131,11 @@ def run(
         validation_dataset=val_data,
         steps_per_epoch=steps_per_epoch,
         progress_bar=progress_bar,
+        on_epoch_end=TensorBoardLogger(tensorboard_dir) if tensorboard_dir else None,
     )
     export_model(model, model_dir, class_names, hp.to_dict())
+    if output_data_dir is not None:
+        write_reports(history, output_data_dir)
     return history
 
 
@@ -154,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("SM_MODEL_DIR", "/opt/ml/model"),
         help="where the model is written",
     )
+    paths.add_argument(
+        "--output-data-dir",
+        "--output_data_dir",
+        dest="output_data_dir",
+        default=env("SM_OUTPUT_DATA_DIR"),
+        help="where history.png and metrics.json go",
+    )
+    paths.add_argument(
+        "--tensorboard-dir",
+        "--tensorboard_dir",
+        dest="tensorboard_dir",
+        default=None,
+        help="where TensorBoard event files go",
+    )
     return parser
 
 
@@ -165,7 +189,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.train is None:
             raise DataError("no train channel: pass --train DIR or set SM_CHANNEL_TRAIN")
         hp = hyperparameters_from_namespace(args)
-        run(hp, args.train, args.model_dir, args.validation, progress_bar=sys.stdout.isatty())
+        run(
+            hp,
+            args.train,
+            args.model_dir,
+            args.validation,
+            progress_bar=sys.stdout.isatty(),
+            output_data_dir=args.output_data_dir,
+            tensorboard_dir=args.tensorboard_dir,
+        )
     except (ConfigError, DataError) as error:
         log.error("%s", error)
         return 2
