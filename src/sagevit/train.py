@@ -51,19 +51,27 @@ def choose_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def make_schedule(
+    hp: Hyperparameters, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warmup from 0 to the peak rate, then cosine decay to 0; or a constant rate."""
+    if hp.schedule == "constant":
+        return hp.learning_rate
+    warmup = int(hp.warmup_epochs * steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else hp.learning_rate,
+        decay_steps=max(hp.epochs * steps_per_epoch - warmup, 1),
+        warmup_target=hp.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
 def make_optimizer(hp: Hyperparameters, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """AdamW with linear warmup then cosine decay (or a constant rate), and gradient clipping."""
-    rate: float | keras.optimizers.schedules.LearningRateSchedule = hp.learning_rate
-    if hp.schedule == "cosine":
-        warmup = int(hp.warmup_epochs * steps_per_epoch)
-        rate = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if warmup else hp.learning_rate,
-            decay_steps=max(hp.epochs * steps_per_epoch - warmup, 1),
-            warmup_target=hp.learning_rate if warmup else None,
-            warmup_steps=warmup,
-        )
+    """AdamW on the schedule, with gradient clipping by global norm."""
     optimizer = keras.optimizers.AdamW(
-        rate, weight_decay=hp.weight_decay, global_clipnorm=hp.grad_clip or None
+        make_schedule(hp, steps_per_epoch),
+        weight_decay=hp.weight_decay,
+        global_clipnorm=hp.grad_clip or None,
     )
     # Decay only the weight matrices: not norms, biases, tokens or position embeddings.
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "token", "position"])
