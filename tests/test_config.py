@@ -54,10 +54,11 @@ def test_underscore_and_kebab_spellings_are_the_same_option():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("True", True), ("true", True), ("1", True), ("False", False), ("false", False), ("0", False)],
-)
+    [("True", "true"), ("true", "true"), ("1", "true"), ("False", "false"), ("false", "false"),
+     ("0", "false"), ("auto", "auto"), ("AUTO", "auto")],
+)  # fmt: skip
 def test_booleans_accept_what_the_toolkit_and_sdk_send(text, expected):
-    assert parse_hyperparameters(["--jit-compile", text]).jit_compile is expected
+    assert parse_hyperparameters(["--jit-compile", text]).jit_compile == expected
 
 
 def test_toolkit_restringified_numbers_parse():
@@ -82,6 +83,7 @@ def test_toolkit_restringified_numbers_parse():
         (["--preset", "best"], "--preset"),
         (["--label-smoothing", "1"], "--label-smoothing"),
         (["--grad-clip", "-1"], "--grad-clip"),
+        (["--mixed-precision", "int8"], "--mixed-precision"),
     ],
 )
 def test_unknown_or_malformed_values_fail_naming_the_option(argv, named):
@@ -93,3 +95,14 @@ def test_model_kwargs_feed_build_vit():
     kwargs = Hyperparameters().model_kwargs()
     assert kwargs["d_model"] == 64 and kwargs["num_classes"] == 10 and kwargs["norm_first"]
     assert "learning_rate" not in kwargs
+
+
+@pytest.mark.parametrize(
+    ("setting", "capabilities", "expected"),
+    [("auto", [], "float32"), ("auto", [(8, 0)], "bfloat16"), ("auto", [(9, 0), (9, 0)], "bfloat16"),
+     ("auto", [(7, 0)], "float16"), ("auto", [(8, 6), (7, 5)], "float16"), ("float32", [(9, 0)], "float32")],
+)  # fmt: skip
+def test_precision_is_chosen_from_the_gpus(setting, capabilities, expected):
+    from sagevit.train import choose_precision
+
+    assert choose_precision(setting, capabilities) == expected

@@ -19,7 +19,7 @@ def test_toolkit_trains_and_writes_the_model(toolkit_run):
     assert (base / "model/1/saved_model.pb").is_file()
     metadata = json.loads((base / "model/metadata.json").read_text())
     assert metadata["hyperparameters"]["epochs"] == 2
-    assert metadata["hyperparameters"]["jit_compile"] is True
+    assert metadata["hyperparameters"]["jit_compile"] == "true"
     assert metadata["class_names"][0] == "circle"
     assert (base / "output/success").is_file()
     assert (base / "output/data/metrics.json").is_file()

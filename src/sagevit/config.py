@@ -26,6 +26,19 @@ def _field(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+def parse_switch(text: str) -> str:
+    """auto, or a boolean in any of the toolkit's spellings, normalised to true/false."""
+    lowered = str(text).strip().lower()
+    if lowered == "auto":
+        return "auto"
+    try:
+        return "true" if parse_bool(lowered) else "false"
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto or True/False/true/false/1/0, got {text!r}"
+        ) from None
+
+
 # The choices of the string-valued fields.
 CHOICES = {
     "preset": ("default", "seed"),
@@ -34,7 +47,11 @@ CHOICES = {
     "norm": ("pre", "post"),
     "augment": ("none", "crop_flip"),
     "schedule": ("cosine", "constant"),
+    "jit_compile": ("auto", "true", "false"),
+    "mixed_precision": ("auto", "float32", "bfloat16", "float16"),
 }
+# Fields parsed by something other than their type's parser.
+SWITCHES = ("jit_compile",)
 
 
 @dataclass(frozen=True)
@@ -74,7 +91,13 @@ class Hyperparameters:
     )
     # Runtime
     seed: int = _field(42, "random seed for weights, shuffling and augmentation")
-    jit_compile: bool = _field(False, "compile the training step with XLA (helps on GPUs)")
+    jit_compile: str = _field(
+        "auto", "XLA-compile the training step: auto (on GPUs; slower on CPUs here), true, false"
+    )
+    mixed_precision: str = _field(
+        "auto",
+        "auto (bfloat16 on GPUs that have it, float16 on older ones, float32 on CPU), or one",
+    )
 
     def __post_init__(self) -> None:
         positive = ("image_size", "patch_size", "num_layers", "d_model", "num_heads")
@@ -179,7 +202,7 @@ def add_hyperparameter_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(
             *flags,
             dest=f.name,
-            type=_PARSERS[kind],
+            type=parse_switch if f.name in SWITCHES else _PARSERS[kind],
             default=f.default,
             metavar="|".join(CHOICES[f.name]) if f.name in CHOICES else kind.__name__.upper(),
             help=f"{f.metadata['help']} (default: {f.default})",

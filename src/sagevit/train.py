@@ -43,6 +43,20 @@ from sagevit.training import EpochResult, Trainer
 log = logging.getLogger(__name__)
 
 
+def choose_precision(setting: str, gpu_capabilities: list[tuple[int, int]]) -> str:
+    """The compute dtype: bfloat16 on GPUs from Ampere (8.0) on, float16 before, float32 on CPU."""
+    if setting != "auto":
+        return setting
+    if not gpu_capabilities:
+        return "float32"
+    return "bfloat16" if min(gpu_capabilities) >= (8, 0) else "float16"
+
+
+def gpu_capabilities() -> list[tuple[int, int]]:
+    details = map(tf.config.experimental.get_device_details, tf.config.list_physical_devices("GPU"))
+    return [tuple(d.get("compute_capability", (0, 0))) for d in details]
+
+
 def choose_strategy() -> tf.distribute.Strategy:
     """All GPUs of this host if there are several, else the default (single-device) strategy."""
     gpus = tf.config.list_logical_devices("GPU")
@@ -116,6 +130,14 @@ def run(
         val_data = make_dataset(val_split, batch_size, False, hp.num_classes)
     steps_per_epoch = len(train_split) // batch_size
 
+    capabilities = gpu_capabilities()
+    precision = choose_precision(hp.mixed_precision, capabilities)
+    jit_compile = hp.jit_compile == "true" or (hp.jit_compile == "auto" and bool(capabilities))
+    keras.mixed_precision.set_global_policy(
+        "float32" if precision == "float32" else f"mixed_{precision}"
+    )
+    log.info("compute dtype %s, XLA %s", precision, "on" if jit_compile else "off")
+
     strategy = choose_strategy()
     with strategy.scope():
         try:
@@ -123,6 +145,8 @@ def run(
         except ValueError as error:  # impossible shapes: a configuration problem
             raise ConfigError(str(error)) from None
         optimizer = make_optimizer(hp, steps_per_epoch)
+        if precision == "float16":  # float16 gradients underflow without loss scaling
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     log.info(
         "training %s (%d parameters) on %d examples, validating on %d, %d replica(s)",
         model.name,
@@ -141,6 +165,7 @@ def run(
         progress_bar=progress_bar,
         on_epoch_end=TensorBoardLogger(tensorboard_dir) if tensorboard_dir else None,
     )
+    keras.mixed_precision.set_global_policy("float32")  # later models in this process
     export_model(model, model_dir, class_names, hp.to_dict())
     if output_data_dir is not None:
         write_reports(history, output_data_dir)

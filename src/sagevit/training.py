@@ -65,8 +65,9 @@ class Trainer:
             logits = self.model(images, training=True)  # (B, C)
             per_example, correct, count = self._sums(logits, labels, self.label_smoothing)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
+            scaled = self.optimizer.scale_loss(loss)  # loss scaling for float16; else unchanged
         variables = self.model.trainable_variables
-        gradients = tape.gradient(loss, variables)
+        gradients = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return tf.reduce_sum(per_example), correct, count
 
