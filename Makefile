@@ -14,7 +14,7 @@ DATA ?=
 EPOCHS ?=
 PORT ?= 8080
 
-.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo bench-serve
+.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo bench-serve bench-train
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -67,3 +67,6 @@ demo: install image ## Train and serve in the image, query it with curl (DATA= f
 
 bench-serve: install ## Benchmark the server against a naive Flask+predict one; writes bench/results/serve.json
 	$(PY) -m scripts.bench_serve
+
+bench-train: install ## Accuracy by epoch and throughput vs the seed recipe on CIFAR-10 (DATA=); writes bench/results/train.json
+	$(PY) -m scripts.bench_train $(if $(DATA),--data $(DATA))
