@@ -1,6 +1,7 @@
 import re
 
 import keras
+import numpy as np
 import pytest
 
 from sagevit.config import parse_hyperparameters
@@ -71,3 +72,16 @@ def test_impossible_model_is_a_config_error(channel, tmp_path):
     hp = parse_hyperparameters(["--tokenizer", "patch", "--patch-size", "5", "--epochs", "1"])
     with pytest.raises(ConfigError, match="not divisible by patch size 5"):
         run(hp, channel, tmp_path)
+
+
+def test_steps_per_execution_runs_the_same_steps(channel):
+    split = load_channel(channel, "training.npz", "train", 32, 10)
+    results = []
+    for steps in (1, 3):
+        keras.utils.set_random_seed(0)
+        model = build_vit(num_layers=1, d_model=32, num_heads=2, mlp_dim=64, dropout=0.0)
+        trainer = Trainer(model, keras.optimizers.SGD(0.01), 32, steps_per_execution=steps)
+        history = trainer.fit(make_dataset(split, 32, True, 10, seed=1), epochs=2)
+        results.append([r.metrics["loss"] for r in history])
+        assert trainer.optimizer.iterations.numpy() == 2 * (len(split) // 32)  # 4 per epoch
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-4)

@@ -90,6 +90,9 @@ class Hyperparameters:
         0.0, "without a validation channel, hold out this fraction of train (fixed seed)"
     )
     # Runtime
+    steps_per_execution: int = _field(
+        1, "training steps per call into TensorFlow; raise it on GPUs to hide Python overhead"
+    )
     seed: int = _field(42, "random seed for weights, shuffling and augmentation")
     jit_compile: str = _field(
         "auto", "XLA-compile the training step: auto (on GPUs; slower on CPUs here), true, false"
@@ -101,7 +104,7 @@ class Hyperparameters:
 
     def __post_init__(self) -> None:
         positive = ("image_size", "patch_size", "num_layers", "d_model", "num_heads")
-        positive += ("mlp_dim", "num_classes", "batch_size", "epochs")
+        positive += ("mlp_dim", "num_classes", "batch_size", "epochs", "steps_per_execution")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")

@@ -41,9 +41,11 @@ class Trainer:
         strategy: tf.distribute.Strategy | None = None,
         jit_compile: bool = False,
         label_smoothing: float = 0.0,
+        steps_per_execution: int = 1,
     ) -> None:
         self.model = model
         self.label_smoothing = label_smoothing
+        self.steps_per_execution = steps_per_execution
         self.optimizer = optimizer
         self.global_batch_size = global_batch_size
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -76,14 +78,27 @@ class Trainer:
         return tf.reduce_sum(per_example), correct, count
 
     def _distributed(self, step: Callable, jit_compile: bool) -> Callable:
-        """Wrap a per-replica step: run it on every replica and sum its outputs."""
+        """Wrap a per-replica step: run it on every replica for up to `steps` batches of an
+        iterator in one call into TensorFlow, and return the summed outputs and the batches run.
+        """
         replica_step = tf.function(step, jit_compile=jit_compile)
+        reduce = self.strategy.reduce
 
         @tf.function
-        def run(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            sums = self.strategy.run(replica_step, args=(images, labels))
-            reduce = self.strategy.reduce
-            return tuple(reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums)
+        def run(iterator: tf.distribute.DistributedIterator, steps: tf.Tensor) -> tuple:
+            totals = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
+            done = tf.constant(0)
+            for _ in tf.range(steps):
+                batch = iterator.get_next_as_optional()
+                if not batch.has_value():
+                    break
+                sums = self.strategy.run(replica_step, args=batch.get_value())
+                totals = tuple(
+                    total + reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                    for total, value in zip(totals, sums, strict=True)
+                )
+                done += 1
+            return (*totals, done)
 
         return run
 
@@ -93,16 +108,20 @@ class Trainer:
         step: Callable,
         progress: keras.utils.Progbar | None,
     ) -> dict[str, float]:
+        iterator = iter(dataset)
+        chunk = tf.constant(self.steps_per_execution)
         loss_sum, correct, count, steps = 0.0, 0.0, 0.0, 0
-        for images, labels in dataset:
-            batch_loss, batch_correct, batch_count = step(images, labels)
+        while True:
+            batch_loss, batch_correct, batch_count, done = step(iterator, chunk)
             loss_sum += batch_loss
             correct += batch_correct
             count += batch_count
-            steps += 1
-            if progress is not None:
+            steps += int(done)
+            if progress is not None and int(done):
                 values = [("loss", float(loss_sum / count)), ("accuracy", float(correct / count))]
                 progress.update(steps, values, finalize=False)
+            if int(done) < self.steps_per_execution:  # the iterator ran dry
+                break
         if progress is not None:
             progress.update(steps, finalize=True)  # end the bar's line before the epoch line
         count = float(count)
