@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -118,9 +119,13 @@ def decode_csv(body: bytes, image_shape: Shape) -> np.ndarray:
     if not body.strip():
         raise InvalidInput("the CSV body holds no rows")
     try:
-        rows = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.float32, ndmin=2)
+        with warnings.catch_warnings():  # a body of comments only: "input contained no data"
+            warnings.simplefilter("ignore", UserWarning)
+            rows = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.float32, ndmin=2)
     except ValueError as error:
         raise InvalidInput(f"CSV rows must be {width} comma-separated numbers ({error})") from None
+    if rows.shape[0] == 0:
+        raise InvalidInput("the CSV body holds no rows")
     if rows.shape[1] != width:
         raise InvalidInput(
             f"CSV rows must have {width} values (H*W*3 for {list(image_shape)}), got {rows.shape[1]}"
