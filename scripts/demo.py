@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import socket
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sagevit.local import write_training_layout
-from sagevit_serve.local import free_port, wait_until_ready
+from sagevit_serve.local import curl_invocations, free_port, wait_until_ready
 from scripts.containers import (
     TRAINING_HOST,
     remove_container,
@@ -92,13 +91,8 @@ def predict_one(image: str, model_dir: Path, channel: Path, workdir: Path) -> No
         url = f"http://127.0.0.1:{port}"
         seconds = wait_until_ready(url, timeout=120)
         log.info("the container answered /ping after %.1f s", seconds)
-        curl = ["curl", "-sS", "--fail-with-body", "-H", "Content-Type: application/json"]
-        curl += ["--data-binary", f"@{request_file}", f"{url}/invocations"]
-        log.info("%s", " ".join(curl))
-        answer = subprocess.run(curl, capture_output=True, text=True)
-        if answer.returncode != 0:
-            raise RuntimeError(f"curl failed ({answer.returncode}): {answer.stdout}{answer.stderr}")
-        body = json.loads(answer.stdout)
+        log.info("curl --data-binary @%s %s/invocations", request_file, url)
+        body = curl_invocations(url, request_file, "application/json")
     finally:
         stop_container(container)
         remove_container(container)

@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sagevit.data import IMAGE_SUFFIXES, held_out_indices
 from sagevit.synthetic import make_shapes, write_npz
 
 log = logging.getLogger("prepare_data")
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def _decode(data: bytes, image_size: int) -> np.ndarray:
@@ -69,8 +68,7 @@ def split(
     images: np.ndarray, labels: np.ndarray, validation_size: int, seed: int
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Shuffle with a fixed seed; the last `validation_size` examples are held out."""
-    order = np.random.default_rng(seed).permutation(len(labels))
-    train, held_out = order[:-validation_size], order[-validation_size:]
+    train, held_out = held_out_indices(len(labels), validation_size, seed)
     return (images[train], labels[train]), (images[held_out], labels[held_out])
 
 

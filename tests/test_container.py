@@ -7,7 +7,6 @@ The image is built on the stand-in TensorFlow base by `make build-standin`
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import keras
@@ -17,7 +16,7 @@ from conftest import TINY
 
 from sagevit.local import write_training_layout
 from sagevit.model import load_model
-from sagevit_serve.local import free_port, wait_until_ready
+from sagevit_serve.local import curl_invocations, free_port, wait_until_ready
 from scripts.containers import (
     TRAINING_HOST,
     docker,
@@ -106,12 +105,7 @@ def test_curl_invocations_returns_probabilities_equal_to_in_process(serving, ima
     url, model_dir, _, _ = serving
     request = tmp_path / "request.json"
     request.write_text(json.dumps({"instances": images.tolist()}))
-    curl = ["curl", "-sS", "--fail-with-body", "-H", "Content-Type: application/json"]
-    output = subprocess.run(
-        [*curl, "--data-binary", f"@{request}", f"{url}/invocations"],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    predictions = np.array(json.loads(output)["predictions"])
+    predictions = np.array(curl_invocations(url, request, "application/json")["predictions"])
     np.testing.assert_allclose(predictions.sum(axis=1), 1.0, atol=1e-5)
 
     model = load_model(model_dir / "vit.keras")

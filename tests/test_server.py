@@ -2,13 +2,13 @@
 
 import json
 import signal
-import subprocess
 
 import numpy as np
 import pytest
 
 from sagevit.model import load_model
 from sagevit_serve.local import (
+    curl_invocations,
     free_port,
     post_json,
     request,
@@ -100,12 +100,7 @@ def test_curl_with_an_image_file(server, images, tmp_path, fmt):
     url, _, _ = server
     path = tmp_path / f"cat.{fmt.lower()}"
     Image.fromarray(images[0]).resize((96, 96)).save(path, format=fmt)
-    output = subprocess.run(
-        ["curl", "-sS", "--fail-with-body", "-H", f"Content-Type: image/{fmt.lower()}",
-         "--data-binary", f"@{path}", f"{url}/invocations"],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    rows = np.array(json.loads(output)["predictions"])
+    rows = np.array(curl_invocations(url, path, f"image/{fmt.lower()}")["predictions"])
     assert rows.shape == (1, 10)
     np.testing.assert_allclose(rows.sum(), 1.0, atol=1e-5)
 

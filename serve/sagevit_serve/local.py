@@ -53,6 +53,18 @@ def post_json(url: str, payload: Any) -> tuple[int, Any]:
     return status, json.loads(body)
 
 
+def curl_invocations(base_url: str, body_file: str | Path, content_type: str) -> Any:
+    """POST a file to /invocations with the real curl, as a user would; return the JSON answer."""
+    command = ["curl", "-sS", "--fail-with-body", "-H", f"Content-Type: {content_type}"]
+    command += ["--data-binary", f"@{body_file}", f"{base_url}/invocations"]
+    answer = subprocess.run(command, capture_output=True, text=True)
+    if answer.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} failed ({answer.returncode}): {answer.stdout}{answer.stderr}"
+        )
+    return json.loads(answer.stdout)
+
+
 def wait_until_ready(
     base_url: str, timeout: float = 60.0, process: subprocess.Popen | None = None
 ) -> float:

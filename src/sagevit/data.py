@@ -91,6 +91,12 @@ class Split:
         return dataset
 
 
+def held_out_indices(total: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) indices: a fixed-seed shuffle of `total`, the last `count` held out."""
+    order = np.random.default_rng(seed).permutation(total)
+    return order[:-count], order[-count:]
+
+
 def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """(train, validation): a fixed-seed shuffle, the last `fraction` held out."""
     count = round(len(split) * fraction)
@@ -98,8 +104,8 @@ def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
         raise DataError(
             f"--validation-split {fraction} of {len(split)} examples leaves an empty side"
         )
-    order = np.random.default_rng(seed).permutation(len(split))
-    return split.subset(order[:-count]), split.subset(order[-count:])
+    kept, held = held_out_indices(len(split), count, seed)
+    return split.subset(kept), split.subset(held)
 
 
 def find_channel_file(channel_dir: str | Path, preferred: str, channel: str) -> Path:
