@@ -111,7 +111,7 @@ def load(port: int, content_type: str, body: bytes, concurrency: int, seconds: f
                 response.read()
                 connection.close()
                 ok = response.status == 200
-            except OSError:
+            except (OSError, http.client.HTTPException):  # e.g. a worker killed mid-response
                 ok = False
             elapsed = (time.perf_counter() - started) * 1000
             with lock:
