@@ -26,6 +26,7 @@ from sagevit_serve.decode import DECODERS, InvalidInput
 from sagevit_serve.encode import (
     CUSTOM_ATTRIBUTES,
     JSON,
+    JSONLINES,
     RESPONSE_TYPES,
     BadAttributes,
     parse_top_k,
@@ -76,7 +77,7 @@ def _response_type() -> str:
     if best is None:
         offered = ", ".join(RESPONSE_TYPES[:2])
         raise NotAcceptable(f"cannot answer with {request.accept_mimetypes}; offered: {offered}")
-    return "application/jsonlines" if best.endswith("jsonlines") else best
+    return JSONLINES if best.endswith("jsonlines") else best  # x-jsonlines answers as jsonlines
 
 
 def create_app(
