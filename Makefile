@@ -14,7 +14,40 @@ DATA ?=
 EPOCHS ?=
 PORT ?= 8080
 
+# --- SageMaker (README: "SageMaker"). Empty means discovered by the scripts/ they call.
+# AWS_REGION: empty = your AWS config's region. The account always comes from STS.
+AWS_REGION ?=
+# push: ECR repository and tag; REGISTRY=host:port pushes anywhere else, skipping ECR.
+REPOSITORY ?= sagevit
+TAG ?= latest
+REGISTRY ?=
+# train: IMAGE_URI empty = ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG.
+IMAGE_URI ?=
+# ROLE: SageMaker execution role ARN (empty works only inside SageMaker itself).
+ROLE ?=
+# BUCKET: empty = sagemaker-REGION-ACCOUNT, created if missing.
+BUCKET ?=
+TRAIN_INSTANCE_TYPE ?= ml.g5.xlarge
+TRAIN_INSTANCE_COUNT ?= 1
+# HYPERPARAMETERS: any trainer flags as key=value pairs, e.g. "preset=seed batch_size=256".
+HYPERPARAMETERS ?=
+# SPOT=1: managed spot training, checkpoints to s3://BUCKET/sagevit/checkpoints/JOB.
+SPOT ?=
+# WAIT=1: stream the job's logs until it ends.
+WAIT ?=
+# deploy: JOB empty = the newest completed sagevit-* job.
+JOB ?=
+ENDPOINT ?= sagevit
+SERVE_INSTANCE_TYPE ?= ml.m5.xlarge
+SERVE_INSTANCE_COUNT ?= 1
+# predict: TEST_DATA is the npz `make data` wrote; URL=http://127.0.0.1:8080 evaluates serve-local.
+DATA_DIR ?= build/data
+TEST_DATA ?= $(DATA_DIR)/testing.npz
+URL ?=
+AWS_ARGS = $(if $(AWS_REGION),--region $(AWS_REGION)) $(if $(BUCKET),--bucket $(BUCKET))
+
 .PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo bench-serve bench-train
+.PHONY: push data train deploy predict clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -70,3 +103,29 @@ bench-serve: install ## Benchmark the server against a naive Flask+predict one; 
 
 bench-train: install ## Accuracy by epoch and throughput vs the seed recipe on CIFAR-10 (DATA=); writes bench/results/train.json
 	$(PY) -m scripts.bench_train $(if $(DATA),--data $(DATA))
+
+push: install ## Push IMAGE to ECR REPOSITORY:TAG, creating the repository (REGISTRY=host:port for any other)
+	$(PY) -m scripts.push --image $(IMAGE) --repository $(REPOSITORY) --tag $(TAG) \
+		$(if $(REGISTRY),--registry $(REGISTRY)) $(if $(AWS_REGION),--region $(AWS_REGION))
+
+data: install ## Prepare CIFAR-10 (DATA= for an archive/folder) into DATA_DIR and upload it to S3
+	$(PY) -m scripts.prepare_data --source $(or $(DATA),cifar10) --out $(DATA_DIR) --upload $(AWS_ARGS)
+
+train: install ## Launch a SageMaker training job (ROLE=, EPOCHS=, HYPERPARAMETERS=, SPOT=1, WAIT=1)
+	$(PY) -m scripts.launch $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
+		--instance-type $(TRAIN_INSTANCE_TYPE) --instance-count $(TRAIN_INSTANCE_COUNT) \
+		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(ROLE),--role $(ROLE)) \
+		$(if $(EPOCHS),--epochs $(EPOCHS)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair)) \
+		$(if $(SPOT),--spot) $(if $(WAIT),--wait)
+
+deploy: install ## Deploy the newest (or JOB=) training job's model to endpoint ENDPOINT
+	$(PY) -m scripts.deploy $(AWS_ARGS) --endpoint $(ENDPOINT) --instance-type $(SERVE_INSTANCE_TYPE) \
+		--instance-count $(SERVE_INSTANCE_COUNT) $(if $(JOB),--job $(JOB)) $(if $(ROLE),--role $(ROLE)) \
+		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI))
+
+predict: install ## Evaluate ENDPOINT (or URL=) on TEST_DATA: accuracy, confusion matrix PNG, per-class table
+	$(PY) -m scripts.evaluate --data $(TEST_DATA) \
+		$(if $(URL),--url $(URL),--endpoint $(ENDPOINT) $(if $(AWS_REGION),--region $(AWS_REGION)))
+
+clean: install ## Delete endpoint ENDPOINT, its endpoint config and its model
+	$(PY) -m scripts.cleanup --endpoint $(ENDPOINT) $(if $(AWS_REGION),--region $(AWS_REGION))

@@ -7,6 +7,10 @@
 
 For an archive or folder, testing.npz is a validation split carved from the
 images (the last --validation-size after a fixed-seed shuffle), not a test set.
+
+With --upload, the files go to S3 where `make train` looks for its channels:
+s3://BUCKET/sagevit/data/train/training.npz and .../validation/testing.npz
+(BUCKET: --bucket, or SageMaker's default bucket for the account and region).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from PIL import Image
 
 from sagevit.data import IMAGE_SUFFIXES, held_out_indices
 from sagevit.synthetic import make_shapes, write_npz
+from scripts.aws import DATA_PREFIX, add_session_arguments, sagemaker_session, upload
 
 log = logging.getLogger("prepare_data")
 
@@ -119,9 +124,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--validation-size", type=int, default=5000, help="held-out examples")
     parser.add_argument("--count", type=int, default=12000, help="examples, for synthetic")
     parser.add_argument("--seed", type=int, default=0, help="shuffle and generation seed")
+    parser.add_argument("--upload", action="store_true", help="upload the channels to S3")
+    add_session_arguments(parser)
     args = parser.parse_args(argv)
     prepare(args.source, args.out, args.image_size, args.validation_size, args.count, args.seed)
+    if args.upload:
+        upload_channels(args.out, args.region, args.bucket)
     return 0
+
+
+def upload_channels(folder: Path, region: str | None, bucket: str | None) -> str:
+    """Upload training.npz and testing.npz as the train and validation channels."""
+    session = sagemaker_session(region, bucket)
+    prefix = f"s3://{session.default_bucket()}/{DATA_PREFIX}"
+    for channel, name in (("train", "training.npz"), ("validation", "testing.npz")):
+        upload(session.boto_session, folder / name, f"{prefix}/{channel}/{name}")
+    print(f"channels uploaded under {prefix}/")
+    return prefix
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny generated channels, a model trained in-process, and the Flask app."""
+"""Shared fixtures: tiny generated channels, a model trained in-process, and the Flask app.
+
+Every test runs under the network guard (tests/guard): reaching anything but
+loopback fails the test, even where a library swallows the connection error.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import network_guard
 import numpy as np
 import pytest
 
@@ -14,6 +19,24 @@ from sagevit.config import Hyperparameters
 from sagevit.synthetic import make_shapes, write_npz
 
 ROOT = Path(__file__).resolve().parents[1]
+GUARD_DIR = ROOT / "tests" / "guard"
+network_guard.install()
+
+
+@pytest.fixture(autouse=True)
+def no_network_beyond_loopback():
+    """Fail the test if it tried to reach a non-loopback address, caught or not."""
+    before = len(network_guard.violations)
+    yield
+    refused = network_guard.violations[before:]
+    assert not refused, f"test tried to leave loopback: {refused}"
+
+
+def guarded_env(log_file: Path, **extra: str) -> dict[str, str]:
+    """Environment for a Python subprocess that runs under the network guard too."""
+    path = os.pathsep.join([str(GUARD_DIR), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, network_guard.LOG_VARIABLE: str(log_file), **extra}
+
 
 # Small enough to train in seconds on 2 CPU cores.
 TINY = {

@@ -66,20 +66,23 @@ def curl_invocations(base_url: str, body_file: str | Path, content_type: str) ->
 
 
 def wait_until_ready(
-    base_url: str, timeout: float = 60.0, process: subprocess.Popen | None = None
+    base_url: str,
+    timeout: float = 60.0,
+    process: subprocess.Popen | None = None,
+    path: str = "/ping",
 ) -> float:
-    """Poll GET /ping until it answers 200; return the seconds waited. Raise on timeout."""
+    """Poll GET `path` until it answers 200; return the seconds waited. Raise on timeout."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server exited with code {process.returncode} before /ping")
+            raise RuntimeError(f"the server exited with code {process.returncode} before {path}")
         try:
-            if request(f"{base_url}/ping", timeout=2)[0] == 200:
+            if request(f"{base_url}{path}", timeout=2)[0] == 200:
                 return time.monotonic() - started
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.2)
-    raise TimeoutError(f"{base_url}/ping did not answer 200 within {timeout:.0f} s")
+    raise TimeoutError(f"{base_url}{path} did not answer 200 within {timeout:.0f} s")
 
 
 def stop_server(process: subprocess.Popen, timeout: float = 30.0) -> int:

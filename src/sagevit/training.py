@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import keras
 import tensorflow as tf
 
+from sagevit.epoch_log import format_line
+
 log = logging.getLogger(__name__)
 
 
@@ -26,8 +28,7 @@ class EpochResult:
 
     def log_line(self) -> str:
         """The fixed per-epoch line that SageMaker metric_definitions parse."""
-        fields = " ".join(f"{name}={value:.4f}" for name, value in self.metrics.items())
-        return f"epoch={self.epoch} {fields}"
+        return format_line(self.epoch, self.metrics)
 
 
 class Trainer:

@@ -1,0 +1,116 @@
+"""What the SageMaker scripts share: sessions, the defaults they discover, names and links.
+
+Every client here is made by boto3, so the standard AWS_ENDPOINT_URL (and
+AWS_ENDPOINT_URL_<SERVICE>) variables aim them all elsewhere: the tests point
+them at a moto server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.exceptions
+
+log = logging.getLogger("aws")
+
+PROJECT = "sagevit"  # base job name, default repository and endpoint, tag value
+DATA_PREFIX = f"{PROJECT}/data"  # s3://BUCKET/sagevit/data/{train,validation}/
+
+
+def add_session_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", help="AWS region (default: your AWS config's)")
+    parser.add_argument(
+        "--bucket", help="S3 bucket (default: the SageMaker default, sagemaker-REGION-ACCOUNT)"
+    )
+
+
+def boto_session(region: str | None = None) -> boto3.Session:
+    session = boto3.Session(region_name=region)
+    if session.region_name is None:
+        raise SystemExit("no AWS region: pass --region / AWS_REGION=, or set one in ~/.aws/config")
+    return session
+
+
+def sagemaker_session(region: str | None = None, bucket: str | None = None) -> Any:
+    """A SageMaker SDK v2 session; its default bucket is created on first use if missing."""
+    import sagemaker  # slow to import: only the scripts that talk to SageMaker need it
+
+    return sagemaker.Session(boto_session=boto_session(region), default_bucket=bucket)
+
+
+def account_id(session: boto3.Session) -> str:
+    return session.client("sts").get_caller_identity()["Account"]
+
+
+def ecr_registry(session: boto3.Session) -> str:
+    """This account's ECR registry host, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com."""
+    return f"{account_id(session)}.dkr.ecr.{session.region_name}.amazonaws.com"
+
+
+def resolve_role(role: str | None, sm_session: Any) -> str:
+    """The execution role: as given, else the notebook's own role when run inside SageMaker."""
+    if role:
+        return role
+    import sagemaker
+
+    try:
+        return sagemaker.get_execution_role(sm_session)
+    except ValueError:
+        raise SystemExit(
+            "no execution role: pass ROLE=arn:aws:iam::ACCOUNT:role/NAME (see README, SageMaker)"
+        ) from None
+
+
+def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    """["key=value", ...] -> {"key": "value"}; values stay strings, as SageMaker sends them."""
+    pairs = {}
+    for item in items or []:
+        for word in item.split():
+            key, sep, value = word.partition("=")
+            if not sep or not key:
+                raise SystemExit(f"{what} must look like key=value, got {word!r}")
+            pairs[key] = value
+    return pairs
+
+
+def console_url(region: str, kind: str, name: str) -> str:
+    """A link to a job or endpoint in the SageMaker console (kind: jobs, endpoints)."""
+    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{kind}/{name}"
+
+
+def latest_training_job(sagemaker_client: Any, name_contains: str = PROJECT) -> str:
+    """The newest completed training job whose name contains `name_contains`."""
+    jobs = sagemaker_client.list_training_jobs(
+        NameContains=name_contains,
+        StatusEquals="Completed",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+    )["TrainingJobSummaries"]
+    if not jobs:
+        raise SystemExit(f"no completed training job named like {name_contains!r}: pass JOB=")
+    # The page is newest first already; max() keeps it right where a server ignores SortBy.
+    return max(jobs, key=lambda job: job["CreationTime"])["TrainingJobName"]
+
+
+def describe_endpoint(sagemaker_client: Any, name: str) -> dict | None:
+    """DescribeEndpoint's answer, or None if there is no such endpoint."""
+    try:
+        return sagemaker_client.describe_endpoint(EndpointName=name)
+    except botocore.exceptions.ClientError as error:
+        if error.response["Error"]["Code"] == "ValidationException":  # "Could not find endpoint"
+            return None
+        raise
+
+
+def upload(session: boto3.Session, path: Path, uri: str) -> None:
+    """Upload one file to an s3:// URI, drawing a progress bar on stderr."""
+    from tqdm import tqdm
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    size = path.stat().st_size
+    with tqdm(total=size, unit="B", unit_scale=True, desc=f"{path.name} -> {uri}") as bar:
+        session.client("s3").upload_file(str(path), bucket, key, Callback=bar.update)

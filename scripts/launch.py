@@ -1,0 +1,168 @@
+"""`make train`: launch a SageMaker training job on our image with the SDK's generic Estimator.
+
+    python -m scripts.launch --image-uri URI --role ARN [--bucket B] [--epochs 30] \
+        [--hyperparameter learning_rate=3e-4 ...] [--spot] [--wait]
+
+Channels: train = s3://BUCKET/sagevit/data/train/ and validation =
+s3://BUCKET/sagevit/data/validation/ (what `make data` uploads), unless given.
+Hyperparameters go to the job exactly as written (the SDK sends every value as a
+string); they are parsed here first, with the trainer's own parser, so a typo
+fails now instead of after an instance has started. Prints the job name and its
+console link; --wait streams the job's logs until it ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from sagevit.config import ConfigError, parse_hyperparameters
+from sagevit.epoch_log import metric_definitions
+from scripts.aws import (
+    DATA_PREFIX,
+    PROJECT,
+    add_session_arguments,
+    console_url,
+    ecr_registry,
+    parse_pairs,
+    resolve_role,
+    sagemaker_session,
+)
+
+log = logging.getLogger("launch")
+
+CHECKPOINT_DIR = "/opt/ml/checkpoints"  # SageMaker syncs it with checkpoint_s3_uri
+TENSORBOARD_DIR = "/opt/ml/output/tensorboard"  # where the trainer writes event files
+
+
+def job_hyperparameters(pairs: dict[str, str], epochs: int | None) -> dict[str, str]:
+    """The job's hyperparameters, checked with the trainer's parser (ConfigError if bad)."""
+    hyperparameters = dict(pairs)
+    if epochs is not None:
+        hyperparameters["epochs"] = str(epochs)
+    parse_hyperparameters([item for k, v in hyperparameters.items() for item in (f"--{k}", v)])
+    return hyperparameters
+
+
+def build_estimator(
+    image_uri: str,
+    role: str,
+    session: Any,
+    hyperparameters: dict[str, str],
+    instance_type: str,
+    instance_count: int = 1,
+    output_path: str | None = None,
+    spot: bool = False,
+    max_run: int = 24 * 3600,
+    max_wait: int | None = None,
+    checkpoint_s3_uri: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> Any:
+    """A generic `Estimator(image_uri=...)` that runs our image's `train`."""
+    from sagemaker.debugger import TensorBoardOutputConfig
+    from sagemaker.estimator import Estimator
+
+    output_path = output_path or f"s3://{session.default_bucket()}/{PROJECT}/output"
+    return Estimator(
+        image_uri=image_uri,
+        role=role,
+        instance_count=instance_count,
+        instance_type=instance_type,
+        hyperparameters=hyperparameters,
+        metric_definitions=metric_definitions(),
+        output_path=output_path,
+        base_job_name=PROJECT,
+        sagemaker_session=session,
+        use_spot_instances=spot,
+        max_run=max_run,
+        # Spot: how long to wait for capacity plus run; SageMaker requires >= max_run.
+        max_wait=(max_wait or 2 * max_run) if spot else None,
+        checkpoint_s3_uri=checkpoint_s3_uri,
+        checkpoint_local_path=CHECKPOINT_DIR if checkpoint_s3_uri else None,
+        tensorboard_output_config=TensorBoardOutputConfig(
+            s3_output_path=f"{output_path}/tensorboard", container_local_output_path=TENSORBOARD_DIR
+        ),
+        tags=[{"Key": k, "Value": v} for k, v in {"project": PROJECT, **(tags or {})}.items()],
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_session_arguments(parser)
+    parser.add_argument("--image-uri", help="image to train with (default: ECR REPOSITORY:TAG)")
+    parser.add_argument("--repository", default=PROJECT, help="ECR repository, for the default")
+    parser.add_argument("--tag", default="latest", help="image tag, for the default")
+    parser.add_argument("--role", help="SageMaker execution role ARN")
+    parser.add_argument("--instance-type", default="ml.g5.xlarge", help="one A10G GPU")
+    parser.add_argument("--instance-count", type=int, default=1, help="hosts")
+    parser.add_argument("--epochs", type=int, help="the epochs hyperparameter")
+    parser.add_argument(
+        "--hyperparameter",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any trainer hyperparameter, e.g. learning_rate=3e-4 (repeatable)",
+    )
+    parser.add_argument("--train", help="train channel S3 URI")
+    parser.add_argument("--validation", help="validation channel S3 URI ('' for none)")
+    parser.add_argument("--spot", action="store_true", help="managed spot training")
+    parser.add_argument("--max-run", type=int, default=24 * 3600, help="seconds of training")
+    parser.add_argument("--max-wait", type=int, help="spot: seconds of waiting + training")
+    parser.add_argument(
+        "--checkpoint-s3-uri", help="default with --spot: s3://BUCKET/sagevit/checkpoints/JOB"
+    )
+    parser.add_argument("--tag-resource", action="append", metavar="KEY=VALUE", help="job tags")
+    parser.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
+    args = parser.parse_args(argv)
+
+    try:
+        hyperparameters = job_hyperparameters(
+            parse_pairs(args.hyperparameter, "--hyperparameter"), args.epochs
+        )
+    except ConfigError as error:
+        raise SystemExit(f"bad hyperparameter: {error}") from None
+    from sagemaker.utils import name_from_base
+
+    session = sagemaker_session(args.region, args.bucket)
+    bucket = session.default_bucket()
+    image_uri = args.image_uri or (
+        f"{ecr_registry(session.boto_session)}/{args.repository}:{args.tag}"
+    )
+    job_name = name_from_base(PROJECT)
+    checkpoint = args.checkpoint_s3_uri or (
+        f"s3://{bucket}/{PROJECT}/checkpoints/{job_name}" if args.spot else None
+    )
+    estimator = build_estimator(
+        image_uri,
+        resolve_role(args.role, session),
+        session,
+        hyperparameters,
+        args.instance_type,
+        args.instance_count,
+        spot=args.spot,
+        max_run=args.max_run,
+        max_wait=args.max_wait,
+        checkpoint_s3_uri=checkpoint,
+        tags=parse_pairs(args.tag_resource, "--tag-resource"),
+    )
+    channels = {"train": args.train or f"s3://{bucket}/{DATA_PREFIX}/train/"}
+    validation = (
+        f"s3://{bucket}/{DATA_PREFIX}/validation/" if args.validation is None else args.validation
+    )
+    if validation:
+        channels["validation"] = validation
+    log.info("launching %s with %s on %s", job_name, image_uri, args.instance_type)
+    estimator.fit(channels, job_name=job_name, wait=args.wait, logs="All" if args.wait else "None")
+    region = session.boto_region_name
+    print(f"training job: {job_name}")
+    print(f"console:      {console_url(region, 'jobs', job_name)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""`make data train deploy clean` with the real SageMaker SDK against moto[server] on 127.0.0.1.
+
+Each target runs as a subprocess with AWS_ENDPOINT_URL aimed at moto and the
+network guard on its PYTHONPATH; what the SDK sent is read back with boto3.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from conftest import ROOT, guarded_env
+
+from sagevit.epoch_log import metric_definitions
+from sagevit_serve.local import free_port, wait_until_ready
+from scripts.aws import latest_training_job
+from scripts.push import ecr_credentials, ensure_repository
+
+pytestmark = [pytest.mark.slow, pytest.mark.aws]
+
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecution"
+BUCKET = "sagevit-test-bucket"
+IMAGE_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagevit:test"
+# The seed notebook's hyperparameters, by its names, as a user would pass them.
+SEED_HYPERPARAMETERS = {
+    "image_size": "32",
+    "patch_size": "4",
+    "num_layers": "4",
+    "d_model": "64",
+    "num_heads": "4",
+    "mlp_dim": "128",
+    "learning_rate": "3e-4",
+    "weight_decay": "1e-4",
+    "batch_size": "256",
+}
+TELEMETRY_OPT_OUT = """\
+SchemaVersion: '1.0'
+SageMaker:
+  PythonSDK:
+    Modules:
+      TelemetryOptOut: true
+"""
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory) -> tuple[str, Path]:
+    """(URL, request log) of a moto server on 127.0.0.1 that can record the requests it gets.
+
+    The record is how the tests see what the SDK sent: moto's DescribeTrainingJob
+    answers some fields (MetricDefinitions) with fixed values of its own.
+    """
+    recording = tmp_path_factory.mktemp("moto") / "requests.jsonl"
+    port = free_port()
+    env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(recording)}
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, timeout=60, path="/moto-api/")
+        yield url, recording
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def recorder(url: str, action: str) -> None:
+    """Drive moto's request recorder: reset-recording, start-recording, stop-recording."""
+    urllib.request.urlopen(
+        urllib.request.Request(f"{url}/moto-api/recorder/{action}", method="POST")
+    )
+
+
+def sent(recording: Path, action: str) -> list[dict]:
+    """The JSON bodies of every `SageMaker.<action>` request moto received."""
+    bodies = []
+    for line in recording.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["headers"].get("X-Amz-Target") == f"SageMaker.{action}":
+            body = entry["body"]
+            bodies.append(json.loads(base64.b64decode(body) if entry["body_encoded"] else body))
+    return bodies
+
+
+@pytest.fixture(scope="module")
+def aws_env(moto, tmp_path_factory) -> dict[str, str]:
+    """Variables that aim boto3 and the SDK at moto, with throwaway credentials."""
+    folder = tmp_path_factory.mktemp("aws")
+    (folder / "sagemaker.yaml").write_text(TELEMETRY_OPT_OUT)  # the SDK's own GET to S3
+    return {
+        "AWS_ENDPOINT_URL": moto[0],
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": str(folder / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(folder / "none"),
+        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(folder / "sagemaker.yaml"),
+    }
+
+
+@pytest.fixture(scope="module")
+def aws(aws_env):
+    """boto3 clients on moto, for the tests' own reads: aws("s3"), aws("sagemaker")."""
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+    return lambda service: session.client(service, endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+
+
+def make(aws_env: dict, tmp_path: Path, target: str, *assignments: str) -> str:
+    """Run `make target VAR=value ...` against moto; return its stdout."""
+    guard_log = tmp_path / f"guard-{target}.log"
+    result = subprocess.run(
+        ["make", "--no-print-directory", target, *assignments],
+        cwd=ROOT,
+        env=guarded_env(guard_log, **aws_env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"make {target} failed:\n{result.stdout}\n{result.stderr}"
+    refused = guard_log.read_text() if guard_log.exists() else ""
+    assert not refused, f"make {target} tried to leave loopback:\n{refused}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def launched(moto, aws_env, tmp_path_factory) -> tuple[str, str]:
+    """(job name, stdout) of one `make train` with spot, checkpoints and the seed's values."""
+    pairs = " ".join(f"{k}={v}" for k, v in SEED_HYPERPARAMETERS.items())
+    recorder(moto[0], "reset-recording")
+    recorder(moto[0], "start-recording")
+    stdout = make(
+        aws_env,
+        tmp_path_factory.mktemp("train"),
+        "train",
+        f"ROLE={ROLE}",
+        f"BUCKET={BUCKET}",
+        f"IMAGE_URI={IMAGE_URI}",
+        "EPOCHS=3",
+        f"HYPERPARAMETERS={pairs}",
+        "TRAIN_INSTANCE_TYPE=ml.g5.2xlarge",
+        "SPOT=1",
+    )
+    recorder(moto[0], "stop-recording")
+    job = re.search(r"training job: (\S+)", stdout).group(1)
+    return job, stdout
+
+
+def test_data_upload_lands_in_s3(aws_env, aws, tmp_path):
+    out = tmp_path / "data"
+    stdout = make(
+        aws_env, tmp_path, "data", "DATA=synthetic", f"DATA_DIR={out}", f"BUCKET={BUCKET}"
+    )
+    assert f"s3://{BUCKET}/sagevit/data/" in stdout
+    listed = aws("s3").list_objects_v2(Bucket=BUCKET, Prefix="sagevit/data/")["Contents"]
+    sizes = {item["Key"]: item["Size"] for item in listed}
+    assert sizes == {
+        "sagevit/data/train/training.npz": (out / "training.npz").stat().st_size,
+        "sagevit/data/validation/testing.npz": (out / "testing.npz").stat().st_size,
+    }
+    body = aws("s3").get_object(Bucket=BUCKET, Key="sagevit/data/validation/testing.npz")["Body"]
+    (tmp_path / "back.npz").write_bytes(body.read())
+    with np.load(tmp_path / "back.npz") as back, np.load(out / "testing.npz") as local:
+        np.testing.assert_array_equal(back["image"], local["image"])
+
+
+def test_train_sends_our_metric_definitions(launched, moto):
+    (request,) = [
+        r for r in sent(moto[1], "CreateTrainingJob") if r["TrainingJobName"] == launched[0]
+    ]
+    assert request["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
+    assert request["AlgorithmSpecification"]["TrainingInputMode"] == "File"
+    assert request["TensorBoardOutputConfig"] == {
+        "LocalPath": "/opt/ml/output/tensorboard",
+        "S3OutputPath": f"s3://{BUCKET}/sagevit/output/tensorboard",
+    }
+
+
+def test_train_creates_the_job_the_sdk_describes(launched, aws):
+    job_name, stdout = launched
+    assert job_name.startswith("sagevit-")
+    assert (
+        f"https://{REGION}.console.aws.amazon.com/sagemaker/home?region={REGION}#/jobs/{job_name}"
+        in stdout
+    )
+    job = aws("sagemaker").describe_training_job(TrainingJobName=job_name)
+
+    algorithm = job["AlgorithmSpecification"]
+    assert algorithm["TrainingImage"] == IMAGE_URI
+    assert job["RoleArn"] == ROLE
+    # Strings, exactly as written: the toolkit turns them back into --key value.
+    assert job["HyperParameters"] == {**SEED_HYPERPARAMETERS, "epochs": "3"}
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]
+    }
+    assert channels == {
+        "train": f"s3://{BUCKET}/sagevit/data/train/",
+        "validation": f"s3://{BUCKET}/sagevit/data/validation/",
+    }
+    assert job["ResourceConfig"]["InstanceType"] == "ml.g5.2xlarge"
+    assert job["ResourceConfig"]["InstanceCount"] == 1
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/sagevit/checkpoints/{job_name}"
+    assert job["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+    stopping = job["StoppingCondition"]
+    assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"] == 24 * 3600
+    assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/sagevit/output"
+    tags = aws("sagemaker").list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
+    assert {"Key": "project", "Value": "sagevit"} in tags
+
+
+def test_train_rejects_a_bad_hyperparameter_before_calling_aws(aws_env, tmp_path):
+    result = subprocess.run(
+        ["make", "--no-print-directory", "train", f"ROLE={ROLE}", "HYPERPARAMETERS=num_layer=4"],
+        cwd=ROOT,
+        env=guarded_env(
+            tmp_path / "guard.log", **{**aws_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "unknown hyperparameter(s): --num_layer" in result.stderr
+
+
+def test_latest_training_job_is_the_newest_completed(launched, aws):
+    assert latest_training_job(aws("sagemaker")) == launched[0]  # the module's only job
+
+
+def test_deploy_then_clean(launched, aws_env, aws, tmp_path):
+    job_name, _ = launched
+    sagemaker = aws("sagemaker")
+    stdout = make(aws_env, tmp_path, "deploy", f"JOB={job_name}", "ENDPOINT=sagevit-test")
+    assert "#/endpoints/sagevit-test" in stdout
+
+    endpoint = sagemaker.describe_endpoint(EndpointName="sagevit-test")
+    assert endpoint["EndpointStatus"] == "InService"
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    (variant,) = config["ProductionVariants"]
+    assert variant["InstanceType"] == "ml.m5.xlarge"
+    model = sagemaker.describe_model(ModelName=variant["ModelName"])
+    job = sagemaker.describe_training_job(TrainingJobName=job_name)
+    assert model["PrimaryContainer"]["Image"] == IMAGE_URI
+    assert model["PrimaryContainer"]["ModelDataUrl"] == job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_MODEL_SERVER_TIMEOUT"] == "60"
+    assert model["ExecutionRoleArn"] == ROLE
+
+    stdout = make(aws_env, tmp_path, "clean", "ENDPOINT=sagevit-test")
+    assert "deleted endpoint sagevit-test" in stdout
+    assert "sagevit-test" not in str(sagemaker.list_endpoints()["Endpoints"])
+    assert not sagemaker.list_endpoint_configs(NameContains=endpoint["EndpointConfigName"])[
+        "EndpointConfigs"
+    ]
+    assert variant["ModelName"] not in str(sagemaker.list_models()["Models"])
+    # A second clean finds nothing and still succeeds.
+    assert "deleted" not in make(aws_env, tmp_path, "clean", "ENDPOINT=sagevit-test")
+
+
+def test_push_creates_the_ecr_repository_once_and_logs_in(aws_env, aws):
+    ecr = aws("ecr")
+    uri = ensure_repository(ecr, "sagevit-push-test")
+    assert uri.endswith("/sagevit-push-test")
+    assert ensure_repository(ecr, "sagevit-push-test") == uri  # exists now: found, not created
+    assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]].count(
+        "sagevit-push-test"
+    ) == 1
+    host, user, password = ecr_credentials(ecr)
+    assert user == "AWS" and password and "://" not in host
