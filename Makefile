@@ -44,6 +44,7 @@ SERVE_INSTANCE_COUNT ?= 1
 DATA_DIR ?= build/data
 TEST_DATA ?= $(DATA_DIR)/testing.npz
 URL ?=
+EVAL_DIR ?= build/evaluation
 AWS_ARGS = $(if $(AWS_REGION),--region $(AWS_REGION)) $(if $(BUCKET),--bucket $(BUCKET))
 
 .PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo bench-serve bench-train
@@ -124,7 +125,7 @@ deploy: install ## Deploy the newest (or JOB=) training job's model to endpoint 
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI))
 
 predict: install ## Evaluate ENDPOINT (or URL=) on TEST_DATA: accuracy, confusion matrix PNG, per-class table
-	$(PY) -m scripts.evaluate --data $(TEST_DATA) \
+	$(PY) -m scripts.evaluate --data $(TEST_DATA) --out $(EVAL_DIR) \
 		$(if $(URL),--url $(URL),--endpoint $(ENDPOINT) $(if $(AWS_REGION),--region $(AWS_REGION)))
 
 clean: install ## Delete endpoint ENDPOINT, its endpoint config and its model

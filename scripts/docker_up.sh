@@ -4,7 +4,8 @@
 #   scripts/docker_up.sh             # install and start Docker
 #   scripts/docker_up.sh --standin   # ... and build the stand-in base; prints its reference last
 #
-# 1. Installs docker.io (and debootstrap) with apt if they are missing.
+# 1. Installs docker.io, debootstrap and docker-registry (the local registry the push
+#    test pushes to) with apt if they are missing.
 # 2. Starts `dockerd --bridge=none --iptables=false --ip-masq=false` in the background
 #    if no daemon answers, and waits until one does. Everything is built and run
 #    with --network host: no bridge networks, no private-range addresses.
@@ -51,6 +52,7 @@ install_packages() {
     local missing=()
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v docker-registry >/dev/null || missing+=(docker-registry)
     if ((${#missing[@]})); then
         log "installing ${missing[*]}"
         apt-get update -q >&2

@@ -38,6 +38,20 @@ def guarded_env(log_file: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, network_guard.LOG_VARIABLE: str(log_file), **extra}
 
 
+def run_make(
+    target: str, *assignments: str, guard_log: Path, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """`make target VAR=value ...` in the repository, its Python under the network guard."""
+    return subprocess.run(
+        ["make", "--no-print-directory", target, *assignments],
+        cwd=ROOT,
+        env=guarded_env(guard_log, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 # Small enough to train in seconds on 2 CPU cores.
 TINY = {
     "epochs": 1,

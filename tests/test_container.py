@@ -12,7 +12,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import TINY, run_make
 
 from sagevit.local import write_training_layout
 from sagevit.model import load_model
@@ -25,6 +25,7 @@ from scripts.containers import (
     start_serving,
     stop_container,
 )
+from scripts.evaluate import evaluate, load_test_set, model_dir_predictor
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -112,6 +113,29 @@ def test_curl_invocations_returns_probabilities_equal_to_in_process(serving, ima
     in_process = keras.ops.softmax(model(images.astype("float32"))).numpy()
     np.testing.assert_allclose(predictions, in_process, atol=1e-5)
     assert predictions.argmax(axis=1).tolist() == in_process.argmax(axis=1).tolist()
+
+
+def test_make_predict_against_the_container_equals_in_process(serving, channel, tmp_path):
+    url, model_dir, _, _ = serving
+    out = tmp_path / "evaluation"
+    test_data = channel / "testing.npz"
+    result = run_make(
+        "predict",
+        f"URL={url}",
+        f"TEST_DATA={test_data}",
+        f"EVAL_DIR={out}",
+        guard_log=tmp_path / "guard.log",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    served = json.loads((out / "evaluation.json").read_text())
+
+    images, labels, names = load_test_set(test_data)
+    local = evaluate(model_dir_predictor(model_dir), images, labels, names)
+    assert served["accuracy"] == local.accuracy
+    assert served["confusion"] == local.confusion.tolist()
+    assert f"accuracy {local.accuracy:.4f} on {len(labels)} images" in result.stdout
+    assert (out / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
+    assert (out / "per_class.csv").read_text().splitlines()[0] == "class,support,recall,precision"
 
 
 def test_docker_stop_ends_the_server_cleanly(serving):

@@ -18,7 +18,7 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
-from conftest import ROOT, guarded_env
+from conftest import run_make
 
 from sagevit.epoch_log import metric_definitions
 from sagevit_serve.local import free_port, wait_until_ready
@@ -122,14 +122,7 @@ def aws(aws_env):
 def make(aws_env: dict, tmp_path: Path, target: str, *assignments: str) -> str:
     """Run `make target VAR=value ...` against moto; return its stdout."""
     guard_log = tmp_path / f"guard-{target}.log"
-    result = subprocess.run(
-        ["make", "--no-print-directory", target, *assignments],
-        cwd=ROOT,
-        env=guarded_env(guard_log, **aws_env),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_make(target, *assignments, guard_log=guard_log, env=aws_env)
     assert result.returncode == 0, f"make {target} failed:\n{result.stdout}\n{result.stderr}"
     refused = guard_log.read_text() if guard_log.exists() else ""
     assert not refused, f"make {target} tried to leave loopback:\n{refused}"
@@ -223,15 +216,13 @@ def test_train_creates_the_job_the_sdk_describes(launched, aws):
 
 
 def test_train_rejects_a_bad_hyperparameter_before_calling_aws(aws_env, tmp_path):
-    result = subprocess.run(
-        ["make", "--no-print-directory", "train", f"ROLE={ROLE}", "HYPERPARAMETERS=num_layer=4"],
-        cwd=ROOT,
-        env=guarded_env(
-            tmp_path / "guard.log", **{**aws_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    nowhere = {**aws_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    result = run_make(
+        "train",
+        f"ROLE={ROLE}",
+        "HYPERPARAMETERS=num_layer=4",
+        guard_log=tmp_path / "g",
+        env=nowhere,
     )
     assert result.returncode != 0
     assert "unknown hyperparameter(s): --num_layer" in result.stderr

@@ -1,11 +1,13 @@
 """The trainer run by the real sagemaker-training toolkit, laid out as SageMaker lays out /opt/ml."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 from conftest import TINY, run_toolkit
 
+from sagevit.epoch_log import metric_definitions
 from sagevit.local import write_training_layout
 
 pytestmark = pytest.mark.slow
@@ -27,6 +29,17 @@ def test_toolkit_trains_and_writes_the_model(toolkit_run):
     assert list((base / "output/tensorboard").glob("events.out.tfevents.*"))
     epoch_lines = [line for line in result.stdout.splitlines() if " epoch=" in line]
     assert len(epoch_lines) == 2 and " epoch=2 " in epoch_lines[-1]
+
+
+def test_metric_definitions_parse_the_trainers_real_output(toolkit_run):
+    """What `make train` gives SageMaker finds every metric in every epoch line, and only there."""
+    base, result = toolkit_run
+    history = json.loads((base / "output/data/metrics.json").read_text())["history"]
+    lines = result.stdout.splitlines()
+    for definition in metric_definitions():
+        found = [m.group(1) for m in map(re.compile(definition["Regex"]).search, lines) if m]
+        expected = [epoch[definition["Name"]] for epoch in history]
+        assert [float(value) for value in found] == pytest.approx(expected, abs=1e-4)
 
 
 @pytest.mark.parametrize(

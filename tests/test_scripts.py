@@ -1,0 +1,148 @@
+"""Fast tests of the SageMaker scripts' own logic, and of the network guard all tests run under."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import socket
+import subprocess
+import sys
+
+import network_guard
+import numpy as np
+import pytest
+from conftest import guarded_env
+
+from sagevit.config import ConfigError
+from sagevit.epoch_log import METRIC_NAMES, format_line, metric_definitions
+from scripts.aws import console_url, parse_pairs
+from scripts.evaluate import evaluate, load_test_set, write_outputs
+from scripts.launch import job_hyperparameters
+
+
+def test_parse_pairs_keeps_values_as_strings():
+    pairs = parse_pairs(["learning_rate=3e-4 batch_size=256", "preset=seed"], "--hyperparameter")
+    assert pairs == {"learning_rate": "3e-4", "batch_size": "256", "preset": "seed"}
+    with pytest.raises(SystemExit, match="key=value"):
+        parse_pairs(["learning_rate"], "--hyperparameter")
+
+
+def test_job_hyperparameters_pass_through_unchanged_and_are_checked():
+    given = {"learning_rate": "3e-4", "d_model": "64", "preset": "seed"}
+    assert job_hyperparameters(given, epochs=5) == {**given, "epochs": "5"}
+    with pytest.raises(ConfigError, match="--d_modl"):
+        job_hyperparameters({"d_modl": "64"}, epochs=None)
+    with pytest.raises(ConfigError, match="num-heads"):
+        job_hyperparameters({"num_heads": "0"}, epochs=None)
+
+
+def test_console_url_names_region_and_job():
+    assert console_url("eu-west-1", "jobs", "sagevit-1") == (
+        "https://eu-west-1.console.aws.amazon.com/sagemaker/home?region=eu-west-1#/jobs/sagevit-1"
+    )
+
+
+@pytest.mark.parametrize("value", [1.4590, 0.0, -0.25, 1e-7, 123456.0, float("nan")])
+def test_metric_definitions_read_back_every_value(value):
+    metrics = {name: value for name in METRIC_NAMES}
+    line = "2026-11-26 10:00:00 INFO sagevit.training: " + format_line(12, metrics)
+    for definition in metric_definitions():
+        found = re.search(definition["Regex"], line).group(1)
+        assert found == f"{value:.4f}"
+
+
+def test_metric_definitions_keep_loss_and_val_loss_apart():
+    line = format_line(1, {"loss": 2.0, "accuracy": 0.1, "val_loss": 3.0, "val_accuracy": 0.2})
+    values = {d["Name"]: re.search(d["Regex"], line) for d in metric_definitions()}
+    assert values["loss"].group(1) == "2.0000" and values["val_loss"].group(1) == "3.0000"
+    assert values["accuracy"].group(1) == "0.1000" and values["val_accuracy"].group(1) == "0.2000"
+    assert not any(
+        re.search(d["Regex"], "validating on 5000 loss=1.0") for d in metric_definitions()
+    )
+
+
+def fake_predictor(calls: list[int]):
+    """Predicts class (mean pixel % 3): known answers for a known set of images."""
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        calls.append(len(images))
+        classes = images.reshape(len(images), -1).mean(axis=1).astype(int) % 3
+        return np.eye(3)[classes]
+
+    return predict
+
+
+def test_evaluate_batches_and_tallies_the_confusion_matrix(tmp_path):
+    images = np.stack([np.full((4, 4, 3), i, np.uint8) for i in range(10)])  # predicts i % 3
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 0, 0, 0])
+    calls: list[int] = []
+    evaluation = evaluate(fake_predictor(calls), images, labels, ("a", "b", "c"), batch_size=4)
+    assert calls == [4, 4, 2]
+    predicted = np.arange(10) % 3
+    assert evaluation.accuracy == pytest.approx(np.mean(predicted == labels))
+    assert evaluation.confusion.sum() == 10
+    # True a at 0, 3, 6, 7, 8, 9 is predicted a, a, a, b, c, a; every predicted a is an a.
+    assert evaluation.confusion[0].tolist() == [4, 1, 1]
+    rows = evaluation.per_class()
+    assert rows[0] == {"class": "a", "support": 6, "recall": 4 / 6, "precision": 1.0}
+
+    write_outputs(evaluation, tmp_path)
+    assert (tmp_path / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
+    with open(tmp_path / "per_class.csv") as file:
+        assert [row["class"] for row in csv.DictReader(file)] == ["a", "b", "c"]
+    summary = json.loads((tmp_path / "evaluation.json").read_text())
+    assert summary["accuracy"] == evaluation.accuracy and summary["examples"] == 10
+
+
+def test_evaluate_rejects_predictions_of_the_wrong_shape():
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    with pytest.raises(SystemExit, match=r"expected \(2, 5\) predictions"):
+        evaluate(lambda batch: np.ones((len(batch), 3)), images, np.zeros(2, int), "abcde")
+
+
+def test_load_test_set_names_classes_by_index_without_class_names(tmp_path):
+    np.savez(
+        tmp_path / "t.npz", image=np.zeros((3, 4, 4, 3), np.uint8), label=np.array([[0], [2], [1]])
+    )
+    images, labels, names = load_test_set(tmp_path / "t.npz")
+    assert images.shape == (3, 4, 4, 3)
+    assert labels.tolist() == [0, 2, 1] and names == ("0", "1", "2")
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", True),
+        (None, True),
+        ("10.0.0.1", False),
+        ("sagemaker.us-east-1.amazonaws.com", False),
+        ("203.0.113.7", False),
+    ],
+)
+def test_network_guard_knows_loopback(host, local):
+    assert network_guard.is_loopback(host) is local
+
+
+def test_network_guard_refuses_and_records_a_public_address():
+    before = len(network_guard.violations)
+    with pytest.raises(network_guard.NetworkGuardError), socket.socket() as sock:
+        sock.connect(("203.0.113.7", 443))
+    with pytest.raises(network_guard.NetworkGuardError):
+        socket.getaddrinfo("aws.amazon.com", 443)
+    assert len(network_guard.violations) == before + 2
+    del network_guard.violations[before:]  # refused on purpose: not this test's failure
+
+
+def test_network_guard_covers_subprocesses(tmp_path):
+    code = "import socket\ntry:\n    socket.create_connection(('aws.amazon.com', 443))\nexcept OSError as e:\n    print(e)"
+    log = tmp_path / "guard.log"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=guarded_env(log), capture_output=True, text=True
+    )
+    assert "network guard" in result.stdout
+    assert log.read_text() == "resolving 'aws.amazon.com'\n"
