@@ -21,6 +21,14 @@ PROJECT = "sagevit"  # base job name, default repository and endpoint, tag value
 DATA_PREFIX = f"{PROJECT}/data"  # s3://BUCKET/sagevit/data/{train,validation}/
 
 
+def script_parser(doc: str | None) -> argparse.ArgumentParser:
+    """Each script's start: plain log lines on stderr and a parser showing its docstring."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def add_session_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", help="AWS region (default: your AWS config's)")
     parser.add_argument(

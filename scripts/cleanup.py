@@ -8,13 +8,18 @@ nothing while idle). Deleting what is already gone is not an error.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from scripts.aws import PROJECT, add_session_arguments, boto_session, describe_endpoint
+from scripts.aws import (
+    PROJECT,
+    add_session_arguments,
+    boto_session,
+    describe_endpoint,
+    script_parser,
+)
 
 log = logging.getLogger("cleanup")
 
@@ -43,10 +48,7 @@ def delete_endpoint(sagemaker_client: Any, endpoint_name: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     add_session_arguments(parser)
     parser.add_argument("--endpoint", default=PROJECT, help="endpoint name")
     args = parser.parse_args(argv)

@@ -10,7 +10,6 @@ artifact, image and role come from the job. SageMaker starts the container with
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from scripts.aws import (
     parse_pairs,
     resolve_role,
     sagemaker_session,
+    script_parser,
 )
 
 log = logging.getLogger("deploy")
@@ -87,10 +87,7 @@ def deploy(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     add_session_arguments(parser)
     parser.add_argument("--job", help="training job name (default: the newest completed one)")
     parser.add_argument("--model-data", help="model.tar.gz S3 URI, instead of a job")

@@ -12,7 +12,6 @@ per_class.csv, and evaluation.json. Prints accuracy and the per-class table.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.aws import boto_session
+from scripts.aws import boto_session, script_parser
 
 log = logging.getLogger("evaluate")
 
@@ -167,10 +166,7 @@ def load_test_set(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--endpoint", help="SageMaker endpoint name")
     target.add_argument("--url", help="base URL of a running server, e.g. http://127.0.0.1:8080")

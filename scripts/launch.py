@@ -13,7 +13,6 @@ console link; --wait streams the job's logs until it ends.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from scripts.aws import (
     parse_pairs,
     resolve_role,
     sagemaker_session,
+    script_parser,
 )
 
 log = logging.getLogger("launch")
@@ -90,10 +90,7 @@ def build_estimator(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     add_session_arguments(parser)
     parser.add_argument("--image-uri", help="image to train with (default: ECR REPOSITORY:TAG)")
     parser.add_argument("--repository", default=PROJECT, help="ECR repository, for the default")

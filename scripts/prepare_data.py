@@ -15,7 +15,6 @@ s3://BUCKET/sagevit/data/train/training.npz and .../validation/testing.npz
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import sys
@@ -28,7 +27,7 @@ from PIL import Image
 
 from sagevit.data import IMAGE_SUFFIXES, held_out_indices
 from sagevit.synthetic import make_shapes, write_npz
-from scripts.aws import DATA_PREFIX, add_session_arguments, sagemaker_session, upload
+from scripts.aws import DATA_PREFIX, add_session_arguments, sagemaker_session, script_parser, upload
 
 log = logging.getLogger("prepare_data")
 
@@ -112,10 +111,7 @@ def prepare(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument(
         "--source", required=True, help="cifar10, synthetic, or a folder/archive path"
     )

@@ -11,7 +11,6 @@ Prints the pushed image URI last.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import logging
 import subprocess
@@ -19,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from scripts.aws import PROJECT, boto_session
+from scripts.aws import PROJECT, boto_session, script_parser
 
 log = logging.getLogger("push")
 
@@ -58,10 +57,7 @@ def push(image: str, registry: str, repository: str, tag: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--image", default=f"{PROJECT}:latest", help="local image to push")
     parser.add_argument("--registry", help="host[:port] of any registry; skips the ECR steps")
     parser.add_argument("--repository", default=PROJECT, help="repository name")
