@@ -146,3 +146,26 @@ def test_network_guard_covers_subprocesses(tmp_path):
     )
     assert "network guard" in result.stdout
     assert log.read_text() == "resolving 'aws.amazon.com'\n"
+
+
+def test_bench_train_targets_read_the_right_runs():
+    from scripts.bench_train import targets
+
+    def run(accuracies, seconds):
+        return [
+            {"epoch": i + 1, "val_accuracy": a, "seconds": seconds}
+            for i, a in enumerate(accuracies)
+        ]
+
+    report = {
+        "runs": {
+            "default@5": run([0.4, 0.5, 0.6, 0.64, 0.66], 150.0),
+            "default@10": run([0.4] * 9 + [0.71], 150.0),
+            "seed": run([0.3] * 5, 100.0),
+        },
+        "throughput": {"speedup": 1.2},
+    }
+    rows = {row["target"].split(" (")[0].split(",")[0]: row for row in targets(report)}
+    measured = [(row["measured"], row["hit"]) for row in targets(report)]
+    assert measured == [(0.66, True), (0.4, None), (0.71, False), (1.5, True), (1.2, False)]
+    assert rows["images/s at the seed architecture vs seed"]["goal"] == ">= 2x"
