@@ -35,8 +35,9 @@ HYPERPARAMETERS ?=
 SPOT ?=
 # WAIT=1: stream the job's logs until it ends.
 WAIT ?=
-# deploy: JOB empty = the newest completed sagevit-* job.
+# deploy: JOB empty = the newest completed sagevit-* job; MODEL_DATA=s3://.../model.tar.gz instead.
 JOB ?=
+MODEL_DATA ?=
 ENDPOINT ?= sagevit
 SERVE_INSTANCE_TYPE ?= ml.m5.xlarge
 SERVE_INSTANCE_COUNT ?= 1
@@ -122,7 +123,7 @@ train: install ## Launch a SageMaker training job (ROLE=, EPOCHS=, HYPERPARAMETE
 deploy: install ## Deploy the newest (or JOB=) training job's model to endpoint ENDPOINT
 	$(PY) -m scripts.deploy $(AWS_ARGS) --endpoint $(ENDPOINT) --instance-type $(SERVE_INSTANCE_TYPE) \
 		--instance-count $(SERVE_INSTANCE_COUNT) $(if $(JOB),--job $(JOB)) $(if $(ROLE),--role $(ROLE)) \
-		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI))
+		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(MODEL_DATA),--model-data $(MODEL_DATA))
 
 predict: install ## Evaluate ENDPOINT (or URL=) on TEST_DATA: accuracy, confusion matrix PNG, per-class table
 	$(PY) -m scripts.evaluate --data $(TEST_DATA) --out $(EVAL_DIR) \

@@ -271,3 +271,65 @@ def test_push_creates_the_ecr_repository_once_and_logs_in(aws_env, aws):
     ) == 1
     host, user, password = ecr_credentials(ecr)
     assert user == "AWS" and password and "://" not in host
+
+
+def test_make_predict_evaluates_an_endpoint_batch_by_batch(moto, aws_env, tmp_path):
+    """moto's runtime answers InvokeEndpoint from a queue: right for 2 batches, wrong for 1."""
+    labels = np.arange(300) % 10
+    test_data = tmp_path / "testing.npz"
+    images = np.broadcast_to(
+        (np.arange(300) % 256).astype(np.uint8)[:, None, None, None], (300, 32, 32, 3)
+    )
+    np.savez(test_data, image=images, label=labels)  # distinct batches: moto keys answers by body
+    answers = [
+        np.eye(10)[labels[:128]],
+        np.eye(10)[(labels[128:256] + 1) % 10],
+        np.eye(10)[labels[256:]],
+    ]
+    queue = {"region": REGION, "results": [
+        {"Body": json.dumps({"predictions": a.tolist()}), "ContentType": "application/json"} for a in answers
+    ]}  # fmt: skip
+    request = urllib.request.Request(
+        f"{moto[0]}/moto-api/static/sagemaker/endpoint-results",
+        data=json.dumps(queue).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request)
+    out = tmp_path / "evaluation"
+    stdout = make(
+        aws_env,
+        tmp_path,
+        "predict",
+        "ENDPOINT=sagevit-eval",
+        f"TEST_DATA={test_data}",
+        f"EVAL_DIR={out}",
+    )
+    assert "accuracy 0.5733 on 300 images" in stdout  # (128 + 44) / 300
+    summary = json.loads((out / "evaluation.json").read_text())
+    assert summary["examples"] == 300 and np.trace(summary["confusion"]) == 172
+    assert (out / "confusion_matrix.png").is_file()
+
+
+def test_deploy_from_a_model_artifact(aws_env, aws, tmp_path):
+    model_data = f"s3://{BUCKET}/elsewhere/model.tar.gz"
+    stdout = make(
+        aws_env,
+        tmp_path,
+        "deploy",
+        f"IMAGE_URI={IMAGE_URI}",
+        f"ROLE={ROLE}",
+        "ENDPOINT=sagevit-artifact",
+        f"MODEL_DATA={model_data}",
+        "SERVE_INSTANCE_TYPE=ml.c5.large",
+    )
+    assert "endpoint: sagevit-artifact" in stdout
+    sagemaker = aws("sagemaker")
+    config_name = sagemaker.describe_endpoint(EndpointName="sagevit-artifact")["EndpointConfigName"]
+    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)[
+        "ProductionVariants"
+    ]
+    assert variant["InstanceType"] == "ml.c5.large"
+    model = sagemaker.describe_model(ModelName=variant["ModelName"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == model_data
+    assert model["PrimaryContainer"]["Image"] == IMAGE_URI
+    make(aws_env, tmp_path, "clean", "ENDPOINT=sagevit-artifact")
