@@ -85,3 +85,28 @@ def test_steps_per_execution_runs_the_same_steps(channel):
         results.append([r.metrics["loss"] for r in history])
         assert trainer.optimizer.iterations.numpy() == 2 * (len(split) // 32)  # 4 per epoch
     np.testing.assert_allclose(results[0], results[1], rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("flags", "jit_compile", "steps"),
+    [
+        (["--jit-compile", "false"], False, 1),
+        (["--jit-compile", "True", "--steps-per-execution", "3"], True, 3),
+        (["--jit-compile", "auto"], False, 1),  # auto: XLA on GPUs only, and this host has none
+    ],
+)
+def test_run_hands_the_runtime_switches_to_the_trainer(
+    channel, tmp_path, monkeypatch, flags, jit_compile, steps
+):
+    import sagevit.train
+
+    seen = {}
+
+    class Spy(Trainer):
+        def __init__(self, *args, **kwargs):
+            seen.update(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(sagevit.train, "Trainer", Spy)
+    run(parse_hyperparameters(["--epochs", "1", "--num-layers", "1", *flags]), channel, tmp_path)
+    assert seen["jit_compile"] is jit_compile and seen["steps_per_execution"] == steps

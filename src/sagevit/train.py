@@ -156,7 +156,15 @@ def run(
         strategy.num_replicas_in_sync,
     )
 
-    trainer = Trainer(model, optimizer, batch_size, strategy, hp.jit_compile, hp.label_smoothing)
+    trainer = Trainer(
+        model,
+        optimizer,
+        batch_size,
+        strategy,
+        jit_compile=jit_compile,
+        label_smoothing=hp.label_smoothing,
+        steps_per_execution=hp.steps_per_execution,
+    )
     history = trainer.fit(
         train_data,
         hp.epochs,
