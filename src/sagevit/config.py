@@ -94,6 +94,7 @@ class Hyperparameters:
         1, "training steps per call into TensorFlow; raise it on GPUs to hide Python overhead"
     )
     seed: int = _field(42, "random seed for weights, shuffling and augmentation")
+    keep_checkpoints: int = _field(3, "checkpoints kept in the checkpoint folder (newest)")
     jit_compile: str = _field(
         "auto", "XLA-compile the training step: auto (on GPUs; slower on CPUs here), true, false"
     )
@@ -105,6 +106,7 @@ class Hyperparameters:
     def __post_init__(self) -> None:
         positive = ("image_size", "patch_size", "num_layers", "d_model", "num_heads")
         positive += ("mlp_dim", "num_classes", "batch_size", "epochs", "steps_per_execution")
+        positive += ("keep_checkpoints",)
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")

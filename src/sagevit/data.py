@@ -242,16 +242,20 @@ def make_dataset(
     seed: int = 0,
     augment: str = "none",
     mixup_alpha: float = 0.0,
+    epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of (float32 pixels 0-255 (B, H, W, 3), float32 one-hot targets (B, classes)).
 
-    Training batches are reshuffled every epoch and drop the last partial batch,
-    so every step has the same shape and the step function is traced once; they
-    are augmented (`augment`, then mixup if `mixup_alpha` > 0). Evaluation
+    Training batches are reshuffled every epoch (or, given `epoch`, shuffled in an
+    order fixed by seed and epoch, so a resumed epoch can skip what it had done),
+    drop the last partial batch, so every step has the same shape and the step
+    function is traced once, and are augmented (`augment`, then mixup if `mixup_alpha` > 0). Evaluation
     batches keep every example and are never augmented.
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+    if epoch is not None:  # this epoch's order and augmentation, the same in any process
+        seed = seed * 1_000_003 + epoch
     dataset = split.examples()
     if training:
         dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)

@@ -13,6 +13,7 @@ exiting non-zero.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -20,7 +21,9 @@ from sagemaker_training import environment, errors, mapping
 
 from sagevit.config import ConfigError, parse_hyperparameters
 from sagevit.data import DataError
+from sagevit.signals import StopOnSigterm
 from sagevit.train import configure_logging, run
+from sagevit.training import TrainingStopped
 
 
 def main() -> None:
@@ -32,15 +35,32 @@ def main() -> None:
             names = ", ".join(sorted(channels)) or "none"
             raise DataError(f"the job has no 'train' input channel (channels given: {names})")
         hp = parse_hyperparameters(mapping.to_cmd_args(env.hyperparameters))
-        run(
-            hp,
-            train_dir=channels["train"],
-            model_dir=env.model_dir,
-            validation_dir=channels.get("validation"),
-            progress_bar=sys.stdout.isatty(),
-            output_data_dir=env.output_data_dir,
-            # Where SageMaker's TensorBoardOutputConfig syncs from (its default local path).
-            tensorboard_dir=os.path.join(env.output_dir, "tensorboard"),
-        )
+        with StopOnSigterm() as stop:
+            run(
+                hp,
+                train_dir=channels["train"],
+                model_dir=env.model_dir,
+                validation_dir=channels.get("validation"),
+                progress_bar=sys.stdout.isatty(),
+                output_data_dir=env.output_data_dir,
+                # Where SageMaker's TensorBoardOutputConfig syncs from (its default local path).
+                tensorboard_dir=os.path.join(env.output_dir, "tensorboard"),
+                checkpoint_dir=checkpoint_dir(),
+                should_stop=stop,
+            )
     except (ConfigError, DataError) as error:
         raise errors.ClientError(str(error)) from None
+    except TrainingStopped as stopped:
+        # Exit 0 with neither a success nor a failure file: SageMaker, which sent the
+        # SIGTERM, records the job as Stopped (or Interrupted, for spot), not Failed.
+        logging.getLogger(__name__).warning("%s; a restarted job resumes from it", stopped)
+        sys.exit(0)  # the toolkit's own `finally` exits 0 without writing the success file
+
+
+def checkpoint_dir() -> str:
+    """/opt/ml/checkpoints (SageMaker syncs it with checkpoint_s3_uri), or SAGEVIT_CHECKPOINT_DIR.
+
+    Under SAGEMAKER_BASE_DIR (local runs and tests) it is BASE/checkpoints.
+    """
+    base = os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")
+    return os.environ.get("SAGEVIT_CHECKPOINT_DIR", os.path.join(base, "checkpoints"))

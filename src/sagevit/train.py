@@ -13,12 +13,13 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from sagevit.checkpoints import CheckpointDir, CheckpointError
 from sagevit.config import (
     ConfigError,
     Hyperparameters,
@@ -38,7 +39,8 @@ from sagevit.data import (
 from sagevit.export import export_model
 from sagevit.model import build_vit
 from sagevit.reports import TensorBoardLogger, write_reports
-from sagevit.training import EpochResult, Trainer
+from sagevit.signals import StopOnSigterm
+from sagevit.training import EpochResult, Trainer, TrainingStopped
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +102,15 @@ def run(
     progress_bar: bool = False,
     output_data_dir: str | Path | None = None,
     tensorboard_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[EpochResult]:
     """Load the channels, train, and export to `model_dir`. Raises ConfigError or DataError.
 
     With `output_data_dir`, also write history.png and metrics.json there; with
-    `tensorboard_dir`, per-epoch TensorBoard scalars.
+    `tensorboard_dir`, per-epoch TensorBoard scalars. With `checkpoint_dir`, resume
+    from its newest readable checkpoint and write one after every epoch; when
+    `should_stop()` turns true, write one and raise TrainingStopped (no export).
     """
     keras.utils.set_random_seed(hp.seed)
     args = (hp.image_size, hp.num_classes)
@@ -122,9 +128,12 @@ def run(
         log.warning(
             "batch size %d > %d training examples; using %d", hp.batch_size, batch_size, batch_size
         )
-    train_data = make_dataset(
-        train_split, batch_size, True, hp.num_classes, hp.seed, hp.augment, hp.mixup
-    )
+
+    def train_data(epoch: int) -> tf.data.Dataset:
+        return make_dataset(
+            train_split, batch_size, True, hp.num_classes, hp.seed, hp.augment, hp.mixup, epoch
+        )
+
     val_data = None
     if val_split is not None:
         val_data = make_dataset(val_split, batch_size, False, hp.num_classes)
@@ -147,6 +156,11 @@ def run(
         optimizer = make_optimizer(hp, steps_per_epoch)
         if precision == "float16":  # float16 gradients underflow without loss scaling
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        checkpoints = CheckpointDir(checkpoint_dir, hp.keep_checkpoints) if checkpoint_dir else None
+        try:
+            start = checkpoints.restore(model, optimizer) if checkpoints else None
+        except CheckpointError as error:
+            raise ConfigError(str(error)) from None
     log.info(
         "training %s (%d parameters) on %d examples, validating on %d, %d replica(s)",
         model.name,
@@ -172,6 +186,11 @@ def run(
         steps_per_epoch=steps_per_epoch,
         progress_bar=progress_bar,
         on_epoch_end=TensorBoardLogger(tensorboard_dir) if tensorboard_dir else None,
+        start=start,
+        checkpoint=(lambda progress: checkpoints.save(model, optimizer, progress))
+        if checkpoints
+        else None,
+        should_stop=should_stop,
     )
     keras.mixed_precision.set_global_policy("float32")  # later models in this process
     export_model(model, model_dir, class_names, hp.to_dict())
@@ -213,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where history.png and metrics.json go",
     )
     paths.add_argument(
+        "--checkpoint-dir",
+        "--checkpoint_dir",
+        dest="checkpoint_dir",
+        default=None,
+        help="resume from and write checkpoints here (the toolkit uses /opt/ml/checkpoints)",
+    )
+    paths.add_argument(
         "--tensorboard-dir",
         "--tensorboard_dir",
         dest="tensorboard_dir",
@@ -230,18 +256,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.train is None:
             raise DataError("no train channel: pass --train DIR or set SM_CHANNEL_TRAIN")
         hp = hyperparameters_from_namespace(args)
-        run(
-            hp,
-            args.train,
-            args.model_dir,
-            args.validation,
-            progress_bar=sys.stdout.isatty(),
-            output_data_dir=args.output_data_dir,
-            tensorboard_dir=args.tensorboard_dir,
-        )
+        with StopOnSigterm() as stop:
+            run(
+                hp,
+                args.train,
+                args.model_dir,
+                args.validation,
+                progress_bar=sys.stdout.isatty(),
+                output_data_dir=args.output_data_dir,
+                tensorboard_dir=args.tensorboard_dir,
+                checkpoint_dir=args.checkpoint_dir,
+                should_stop=stop,
+            )
     except (ConfigError, DataError) as error:
         log.error("%s", error)
         return 2
+    except TrainingStopped as stopped:
+        log.warning("%s; run the same command again to resume", stopped)
+        return 0
     return 0
 
 

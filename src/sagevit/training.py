@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import keras
 import tensorflow as tf
 
+from sagevit.checkpoints import Progress
 from sagevit.epoch_log import format_line
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,15 @@ class EpochResult:
     def log_line(self) -> str:
         """The fixed per-epoch line that SageMaker metric_definitions parse."""
         return format_line(self.epoch, self.metrics)
+
+
+class TrainingStopped(Exception):
+    """Training stopped early on request (SIGTERM) after writing a checkpoint."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        super().__init__(f"stopped in epoch {epoch} after {step} step(s)")
+        self.epoch = epoch
+        self.step = step
 
 
 class Trainer:
@@ -107,59 +117,100 @@ class Trainer:
         self,
         dataset: tf.distribute.DistributedDataset,
         step: Callable,
-        progress: keras.utils.Progbar | None,
-    ) -> dict[str, float]:
+        progress: keras.utils.Progbar | None = None,
+        state: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> tuple[list[float], int, bool]:
+        """Run `step` over the dataset: ([loss sum, correct, count], steps, stopped early).
+
+        `state` carries the sums and step count of an epoch resumed part-way.
+        `should_stop` is asked after every call into TensorFlow.
+        """
         iterator = iter(dataset)
         chunk = tf.constant(self.steps_per_execution)
-        loss_sum, correct, count, steps = 0.0, 0.0, 0.0, 0
+        sums = list(state.sums) if state else [0.0, 0.0, 0.0]
+        steps = state.step if state else 0
         while True:
-            batch_loss, batch_correct, batch_count, done = step(iterator, chunk)
-            loss_sum += batch_loss
-            correct += batch_correct
-            count += batch_count
+            *batch_sums, done = step(iterator, chunk)
+            sums = [total + float(value) for total, value in zip(sums, batch_sums, strict=True)]
             steps += int(done)
             if progress is not None and int(done):
-                values = [("loss", float(loss_sum / count)), ("accuracy", float(correct / count))]
+                values = [("loss", sums[0] / sums[2]), ("accuracy", sums[1] / sums[2])]
                 progress.update(steps, values, finalize=False)
             if int(done) < self.steps_per_execution:  # the iterator ran dry
                 break
+            if should_stop is not None and should_stop():
+                return sums, steps, True
         if progress is not None:
             progress.update(steps, finalize=True)  # end the bar's line before the epoch line
-        count = float(count)
-        if count == 0:
+        if sums[2] == 0:
             raise ValueError("an epoch saw no batches: the dataset is smaller than one batch")
-        return {"loss": float(loss_sum) / count, "accuracy": float(correct) / count}
+        return sums, steps, False
+
+    @staticmethod
+    def _metrics(sums: list[float]) -> dict[str, float]:
+        return {"loss": sums[0] / sums[2], "accuracy": sums[1] / sums[2]}
 
     def fit(
         self,
-        train_dataset: tf.data.Dataset,
+        train_data: Callable[[int], tf.data.Dataset] | tf.data.Dataset,
         epochs: int,
         validation_dataset: tf.data.Dataset | None = None,
         steps_per_epoch: int | None = None,
         progress_bar: bool = False,
         on_epoch_end: Callable[[EpochResult], None] | None = None,
+        start: Progress | None = None,
+        checkpoint: Callable[[Progress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[EpochResult]:
-        """Train for `epochs` epochs, logging one `epoch=N ...` line after each."""
-        train_dist = self.strategy.experimental_distribute_dataset(train_dataset)
+        """Train until `epochs`, logging one `epoch=N ...` line after each.
+
+        `train_data(epoch)` gives that epoch's batches (a fixed order per epoch, so a
+        resumed epoch skips exactly the batches it had done); a plain dataset is
+        reshuffled by tf.data instead. `start` resumes from a checkpoint's progress.
+        `checkpoint(progress)` is called after every epoch and when `should_stop()`
+        turns true, after which fit raises TrainingStopped.
+        """
+        state = start or Progress()
+        history = [EpochResult(h["epoch"], {k: v for k, v in h.items() if k != "epoch"}) for h in state.history]  # fmt: skip
         val_dist = None
         if validation_dataset is not None:
             val_dist = self.strategy.experimental_distribute_dataset(validation_dataset)
-        history = []
-        for epoch in range(1, epochs + 1):
+        for epoch in range(state.epoch, epochs + 1):
             started = time.perf_counter()
+            dataset = train_data(epoch) if callable(train_data) else train_data
+            if state.step:
+                dataset = dataset.skip(state.step)  # the batches done before the interruption
             progress = None
             if progress_bar:
                 progress = keras.utils.Progbar(
                     steps_per_epoch, stateful_metrics=["loss", "accuracy"]
                 )
-            metrics = self._run_epoch(train_dist, self._train, progress)
+            sums, steps, stopped = self._run_epoch(
+                self.strategy.experimental_distribute_dataset(dataset),
+                self._train,
+                progress,
+                state,
+                should_stop,
+            )
+            if stopped:
+                state = Progress(epoch, steps, sums, state.history)
+                if checkpoint is not None:
+                    checkpoint(state)
+                raise TrainingStopped(epoch, steps)
+            metrics = self._metrics(sums)
             if val_dist is not None:
-                val = self._run_epoch(val_dist, self._evaluate, None)
-                metrics.update({f"val_{name}": value for name, value in val.items()})
+                val_sums, _, _ = self._run_epoch(val_dist, self._evaluate)
+                metrics.update({f"val_{k}": v for k, v in self._metrics(val_sums).items()})
             metrics["seconds"] = time.perf_counter() - started
             result = EpochResult(epoch, metrics)
             log.info(result.log_line())
             history.append(result)
+            state = Progress(
+                epoch + 1, 0, [0.0, 0.0, 0.0], [*state.history, {"epoch": epoch, **metrics}]
+            )
+            if checkpoint is not None:
+                checkpoint(state)
             if on_epoch_end is not None:
                 on_epoch_end(result)
         return history
