@@ -77,7 +77,7 @@ class Hyperparameters:
     weight_decay: float = _field(
         0.05, "AdamW decoupled weight decay (not on norms, biases, embeddings)"
     )
-    batch_size: int = _field(128, "global batch size, summed over all devices")
+    batch_size: int = _field(64, "global batch size, summed over all devices")
     epochs: int = _field(30, "passes over the training data")
     schedule: str = _field("cosine", "cosine (decay to 0 after warmup) or constant")
     warmup_epochs: float = _field(0.5, "epochs of linear warmup from 0 to the peak rate")
