@@ -36,20 +36,38 @@ def image_exists(image: str) -> bool:
     )
 
 
-def run_training(
-    image: str, opt_ml: Path, timeout: float = 1800, capture: bool = False
-) -> subprocess.CompletedProcess:
-    """`docker run IMAGE train` with `opt_ml` as /opt/ml, as SageMaker runs a training job.
-
-    Output streams to our terminal unless `capture` is set.
-    """
-    command = [
-        "docker", "run", "--rm", "--network", "host",
-        "--add-host", f"{TRAINING_HOST}:127.0.0.1",
-        "-v", f"{opt_ml.resolve()}:/opt/ml",
-        *gpu_flags(), image, "train",
+def training_command(image: str, opt_ml: Path, checkpoints: Path | None = None) -> list[str]:
+    """`docker run IMAGE train` with `opt_ml` as /opt/ml, as SageMaker runs a training job;
+    `checkpoints`, if given, is mounted at /opt/ml/checkpoints (what SageMaker syncs to S3)."""
+    mounts = ["-v", f"{opt_ml.resolve()}:/opt/ml"]
+    if checkpoints is not None:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        mounts += ["-v", f"{checkpoints.resolve()}:/opt/ml/checkpoints"]
+    return [
+        "docker", "run", "--network", "host", "--add-host", f"{TRAINING_HOST}:127.0.0.1",
+        *mounts, *gpu_flags(), image, "train",
     ]  # fmt: skip
+
+
+def run_training(
+    image: str,
+    opt_ml: Path,
+    timeout: float = 1800,
+    capture: bool = False,
+    checkpoints: Path | None = None,
+) -> subprocess.CompletedProcess:
+    """Run a training container to the end (removed after). Output streams to our
+    terminal unless `capture` is set."""
+    command = training_command(image, opt_ml, checkpoints)
+    command.insert(2, "--rm")
     return subprocess.run(command, timeout=timeout, capture_output=capture, text=True)
+
+
+def start_training(image: str, opt_ml: Path, checkpoints: Path | None = None) -> str:
+    """Start a training container in the background; return its id (remove it after)."""
+    command = training_command(image, opt_ml, checkpoints)
+    command.insert(2, "-d")
+    return docker(*command[1:]).strip()
 
 
 def start_serving(image: str, model_dir: Path, port: int, workers: int | None = None) -> str:

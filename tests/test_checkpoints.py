@@ -180,3 +180,19 @@ def test_a_finished_run_resumes_straight_to_export(channel, tmp_path, caplog):
     assert "resuming from ckpt-0002-000000.npz: epoch 2" in caplog.text
     assert [r.epoch for r in history] == [1]
     assert (tmp_path / "again" / "vit.keras").is_file()
+
+
+def test_a_second_sigterm_exits_at_once_even_as_pid_1(monkeypatch):
+    import signal
+
+    from sagevit import signals
+
+    exits = []
+    monkeypatch.setattr(signals.os, "_exit", exits.append)
+    with signals.StopOnSigterm() as stop:
+        assert not stop()
+        stop._handle(signal.SIGTERM, None)
+        assert stop() and exits == []  # the first asks the loop to stop
+        stop._handle(signal.SIGTERM, None)
+    assert exits == [143]  # the second ends the process
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back

@@ -7,12 +7,13 @@ The image is built on the stand-in TensorFlow base by `make build-standin`
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import keras
 import numpy as np
 import pytest
-from conftest import TINY, run_make
+from conftest import TINY, run_make, write_channel
 
 from sagevit.local import write_training_layout
 from sagevit.model import load_model
@@ -23,6 +24,7 @@ from scripts.containers import (
     remove_container,
     run_training,
     start_serving,
+    start_training,
     stop_container,
 )
 from scripts.evaluate import evaluate, load_test_set, model_dir_predictor
@@ -144,3 +146,34 @@ def test_docker_stop_ends_the_server_cleanly(serving):
     exit_code = stop_container(container, timeout=STOP_WITHIN_SECONDS)
     assert time.monotonic() - started < STOP_WITHIN_SECONDS
     assert exit_code == 0  # gunicorn's graceful shutdown, not SIGKILL's 137
+
+
+def test_docker_stop_checkpoints_and_a_rerun_resumes(image, tmp_path):
+    """SIGTERM from `docker stop` in epoch 2, /opt/ml/checkpoints mounted, then a rerun."""
+    channel = write_channel(tmp_path / "channel", train_count=2048, test_count=64)
+    opt_ml = write_training_layout(
+        tmp_path / "opt_ml",
+        {**TINY, "epochs": 3},
+        {"train": channel, "validation": channel},
+        host=TRAINING_HOST,
+    )
+    checkpoints = tmp_path / "checkpoints"
+    container = start_training(image, opt_ml, checkpoints)
+    try:
+        deadline = time.monotonic() + 600
+        while " epoch=1 loss=" not in docker("logs", container):
+            assert time.monotonic() < deadline, docker("logs", container)[-3000:]
+            time.sleep(0.2)
+        exit_code = stop_container(container, timeout=STOP_WITHIN_SECONDS)
+        logs = docker("logs", container)
+    finally:
+        remove_container(container)
+    assert exit_code == 0, logs[-3000:]  # stopped, not failed
+    assert not (opt_ml / "output/failure").exists() and not (opt_ml / "output/success").exists()
+    assert list(checkpoints.glob("ckpt-0002-*.npz")), logs[-3000:]
+
+    result = run_training(image, opt_ml, timeout=900, capture=True, checkpoints=checkpoints)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "resuming from ckpt-0002-" in result.stdout
+    assert re.findall(r" epoch=(\d+) loss=", result.stdout) == ["2", "3"]
+    assert (opt_ml / "output/success").is_file() and (opt_ml / "model/vit.keras").is_file()

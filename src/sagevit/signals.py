@@ -2,8 +2,8 @@
 
 SageMaker sends SIGTERM, then SIGKILL 120 s later. The first SIGTERM sets a flag
 that the training loop reads after every call into TensorFlow: it writes a
-checkpoint and stops. A second SIGTERM ends the process at once (the default
-action), losing at most the epoch in progress, as SIGKILL would.
+checkpoint and stops. A second SIGTERM ends the process at once with status 143
+(128 + SIGTERM), losing at most the epoch in progress, as SIGKILL would.
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ class StopOnSigterm:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             log.warning("second SIGTERM: exiting now, without a checkpoint")
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
+            # Not a re-raise: as PID 1 in a container, the default action is to ignore it.
+            os._exit(128 + signal.SIGTERM)
         self.requested = True
         log.warning("SIGTERM: stopping after this step and writing a checkpoint")
