@@ -243,6 +243,7 @@ def make_dataset(
     augment: str = "none",
     mixup_alpha: float = 0.0,
     epoch: int | None = None,
+    examples: tf.data.Dataset | None = None,
 ) -> tf.data.Dataset:
     """Batches of (float32 pixels 0-255 (B, H, W, 3), float32 one-hot targets (B, classes)).
 
@@ -250,13 +251,14 @@ def make_dataset(
     order fixed by seed and epoch, so a resumed epoch can skip what it had done),
     drop the last partial batch, so every step has the same shape and the step
     function is traced once, and are augmented (`augment`, then mixup if `mixup_alpha` > 0). Evaluation
-    batches keep every example and are never augmented.
+    batches keep every example and are never augmented. `examples` replaces
+    `split.examples()`: a shard of it, or one pipeline (and cache) shared by epochs.
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
     if epoch is not None:  # this epoch's order and augmentation, the same in any process
         seed = seed * 1_000_003 + epoch
-    dataset = split.examples()
+    dataset = split.examples() if examples is None else examples
     if training:
         dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=training and len(split) >= batch_size)

@@ -21,8 +21,9 @@ from sagemaker_training import environment, errors, mapping
 
 from sagevit.config import ConfigError, parse_hyperparameters
 from sagevit.data import DataError
+from sagevit.distribute import WorkerLost
 from sagevit.signals import StopOnSigterm
-from sagevit.train import configure_logging, run
+from sagevit.train import cluster_config, configure_logging, run
 from sagevit.training import TrainingStopped
 
 
@@ -47,8 +48,9 @@ def main() -> None:
                 tensorboard_dir=os.path.join(env.output_dir, "tensorboard"),
                 checkpoint_dir=checkpoint_dir(),
                 should_stop=stop,
+                tf_config=cluster_config(env.hosts, env.current_host),
             )
-    except (ConfigError, DataError) as error:
+    except (ConfigError, DataError, WorkerLost) as error:
         raise errors.ClientError(str(error)) from None
     except TrainingStopped as stopped:
         # Exit 0 with neither a success nor a failure file: SageMaker, which sent the

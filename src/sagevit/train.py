@@ -10,9 +10,12 @@ Both end in `run()`, which takes plain arguments and reads no environment.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,13 +39,22 @@ from sagevit.data import (
     make_dataset,
     resolve_class_names,
 )
+from sagevit.distribute import (
+    PEER_ERRORS,
+    WorkerLost,
+    choose_strategy,
+    is_chief,
+    sharded_input,
+    tf_config,
+    worker_count,
+)
 from sagevit.export import export_model
 from sagevit.model import build_vit
 from sagevit.reports import TensorBoardLogger, write_reports
 from sagevit.signals import StopOnSigterm
 from sagevit.training import EpochResult, Trainer, TrainingStopped
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("sagevit.train")  # not __name__: `python -m sagevit.train` is __main__
 
 
 def choose_precision(setting: str, gpu_capabilities: list[tuple[int, int]]) -> str:
@@ -57,14 +69,6 @@ def choose_precision(setting: str, gpu_capabilities: list[tuple[int, int]]) -> s
 def gpu_capabilities() -> list[tuple[int, int]]:
     details = map(tf.config.experimental.get_device_details, tf.config.list_physical_devices("GPU"))
     return [tuple(d.get("compute_capability", (0, 0))) for d in details]
-
-
-def choose_strategy() -> tf.distribute.Strategy:
-    """All GPUs of this host if there are several, else the default (single-device) strategy."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def make_schedule(
@@ -104,6 +108,7 @@ def run(
     tensorboard_dir: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
     should_stop: Callable[[], bool] | None = None,
+    tf_config: str | None = None,
 ) -> list[EpochResult]:
     """Load the channels, train, and export to `model_dir`. Raises ConfigError or DataError.
 
@@ -111,7 +116,20 @@ def run(
     `tensorboard_dir`, per-epoch TensorBoard scalars. With `checkpoint_dir`, resume
     from its newest readable checkpoint and write one after every epoch; when
     `should_stop()` turns true, write one and raise TrainingStopped (no export).
+    `tf_config` (the TF_CONFIG JSON) with several workers trains across hosts; then
+    only the chief writes the model, reports and checkpoints.
     """
+    # First: MultiWorkerMirroredStrategy must exist before TensorFlow starts its runtime.
+    strategy = choose_strategy(tf_config)
+    if hp.batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(
+            f"--batch-size {hp.batch_size} must be divisible by the"
+            f" {strategy.num_replicas_in_sync} replicas (it is the global batch)"
+        )
+    chief = is_chief(strategy)
+    if not chief:  # workers other than the chief write only to scratch space
+        scratch = Path(tempfile.mkdtemp(prefix="sagevit-worker-"))
+        model_dir, output_data_dir, tensorboard_dir = scratch / "model", None, None
     keras.utils.set_random_seed(hp.seed)
     args = (hp.image_size, hp.num_classes)
     train_split = load_channel(train_dir, TRAIN_FILE, "train", *args)
@@ -128,16 +146,21 @@ def run(
         log.warning(
             "batch size %d > %d training examples; using %d", hp.batch_size, batch_size, batch_size
         )
+    steps_per_epoch = len(train_split) // batch_size
+    examples = train_split.examples()  # one pipeline (and cache) for every epoch
 
-    def train_data(epoch: int) -> tf.data.Dataset:
-        return make_dataset(
-            train_split, batch_size, True, hp.num_classes, hp.seed, hp.augment, hp.mixup, epoch
-        )
+    def train_data(epoch: int, skip_steps: int) -> tf.distribute.DistributedDataset:
+        def batches(shard: tf.data.Dataset, per_replica: int) -> tf.data.Dataset:
+            return make_dataset(train_split, per_replica, True, hp.num_classes, hp.seed,
+                                hp.augment, hp.mixup, epoch, examples=shard)  # fmt: skip
+
+        return sharded_input(strategy, examples, batches, batch_size, steps_per_epoch, skip_steps)
 
     val_data = None
-    if val_split is not None:
-        val_data = make_dataset(val_split, batch_size, False, hp.num_classes)
-    steps_per_epoch = len(train_split) // batch_size
+    if val_split is not None:  # every worker evaluates it all: same steps, same figures
+        val_data = strategy.experimental_distribute_dataset(
+            make_dataset(val_split, batch_size, False, hp.num_classes)
+        )
 
     capabilities = gpu_capabilities()
     precision = choose_precision(hp.mixed_precision, capabilities)
@@ -147,7 +170,6 @@ def run(
     )
     log.info("compute dtype %s, XLA %s", precision, "on" if jit_compile else "off")
 
-    strategy = choose_strategy()
     with strategy.scope():
         try:
             model = build_vit(**hp.model_kwargs())
@@ -156,7 +178,9 @@ def run(
         optimizer = make_optimizer(hp, steps_per_epoch)
         if precision == "float16":  # float16 gradients underflow without loss scaling
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)  # its slots, mirrored, before any step
         checkpoints = CheckpointDir(checkpoint_dir, hp.keep_checkpoints) if checkpoint_dir else None
+        # Every worker resumes from the same files; only the chief writes them.
         try:
             start = checkpoints.restore(model, optimizer) if checkpoints else None
         except CheckpointError as error:
@@ -179,23 +203,33 @@ def run(
         label_smoothing=hp.label_smoothing,
         steps_per_execution=hp.steps_per_execution,
     )
-    history = trainer.fit(
-        train_data,
-        hp.epochs,
-        validation_dataset=val_data,
-        steps_per_epoch=steps_per_epoch,
-        progress_bar=progress_bar,
-        on_epoch_end=TensorBoardLogger(tensorboard_dir) if tensorboard_dir else None,
-        start=start,
-        checkpoint=(lambda progress: checkpoints.save(model, optimizer, progress))
-        if checkpoints
-        else None,
-        should_stop=should_stop,
-    )
+    try:
+        history = trainer.fit(
+            train_data,
+            hp.epochs,
+            validation_dataset=val_data,
+            steps_per_epoch=steps_per_epoch,
+            progress_bar=progress_bar,
+            on_epoch_end=TensorBoardLogger(tensorboard_dir) if tensorboard_dir else None,
+            start=start,
+            checkpoint=(lambda progress: checkpoints.save(model, optimizer, progress))
+            if checkpoints and chief
+            else None,
+            should_stop=should_stop,
+        )
+    except PEER_ERRORS as error:
+        if worker_count(tf_config) == 1:
+            raise
+        message = str(error).strip().splitlines()[0]
+        raise WorkerLost(
+            f"lost another training host ({type(error).__name__}): {message}"
+        ) from None
     keras.mixed_precision.set_global_policy("float32")  # later models in this process
     export_model(model, model_dir, class_names, hp.to_dict())
     if output_data_dir is not None:
         write_reports(history, output_data_dir)
+    if not chief:
+        shutil.rmtree(scratch, ignore_errors=True)
     return history
 
 
@@ -248,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cluster_config(hosts: Sequence[str], current_host: str) -> str | None:
+    """TF_CONFIG for the run (entry points only): as set, or made from SageMaker's host
+    list when there are several hosts, and exported, since the strategy reads it too."""
+    if not os.environ.get("TF_CONFIG") and len(hosts) > 1:
+        os.environ["TF_CONFIG"] = json.dumps(tf_config(hosts, current_host))
+        log.info("%d hosts: TF_CONFIG=%s", len(hosts), os.environ["TF_CONFIG"])
+    return os.environ.get("TF_CONFIG")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The `sagevit-train` command."""
     configure_logging()
@@ -267,13 +310,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tensorboard_dir=args.tensorboard_dir,
                 checkpoint_dir=args.checkpoint_dir,
                 should_stop=stop,
-            )
+                tf_config=cluster_config(json.loads(os.environ.get("SM_HOSTS", "[]")),
+                                         os.environ.get("SM_CURRENT_HOST", "")),
+            )  # fmt: skip
     except (ConfigError, DataError) as error:
         log.error("%s", error)
         return 2
     except TrainingStopped as stopped:
         log.warning("%s; run the same command again to resume", stopped)
         return 0
+    except WorkerLost as error:
+        log.error("%s", error)
+        return 1
     return 0
 
 

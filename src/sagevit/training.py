@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from sagevit.checkpoints import Progress
+from sagevit.distribute import all_agree
 from sagevit.epoch_log import format_line
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ class Trainer:
     ) -> None:
         self.model = model
         self.label_smoothing = label_smoothing
+        if strategy is not None and strategy.num_replicas_in_sync > 1 and steps_per_execution > 1:
+            log.warning("steps_per_execution %d is 1 with several replicas", steps_per_execution)
+            steps_per_execution = 1
         self.steps_per_execution = steps_per_execution
         self.optimizer = optimizer
         self.global_batch_size = global_batch_size
@@ -94,6 +98,8 @@ class Trainer:
         """
         replica_step = tf.function(step, jit_compile=jit_compile)
         reduce = self.strategy.reduce
+        if self.strategy.num_replicas_in_sync > 1:
+            return self._one_step_per_call(replica_step)
 
         @tf.function
         def run(iterator: tf.distribute.DistributedIterator, steps: tf.Tensor) -> tuple:
@@ -110,6 +116,23 @@ class Trainer:
                 )
                 done += 1
             return (*totals, done)
+
+        return run
+
+    def _one_step_per_call(self, replica_step: Callable) -> Callable:
+        """The same contract, one step a call: with several replicas the optimizer joins
+        them with a merge_call, which cannot run inside the loop's conditionals."""
+
+        @tf.function
+        def one_step(batch: tuple) -> tuple:
+            sums = self.strategy.run(replica_step, args=batch)
+            return tuple(
+                self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in sums
+            )
+
+        def run(iterator: tf.distribute.DistributedIterator, steps: tf.Tensor) -> tuple:
+            batch = next(iterator, None)
+            return (0.0, 0.0, 0.0, 0) if batch is None else (*one_step(batch), 1)
 
         return run
 
@@ -153,9 +176,9 @@ class Trainer:
 
     def fit(
         self,
-        train_data: Callable[[int], tf.data.Dataset] | tf.data.Dataset,
+        train_data: Callable[[int, int], tf.distribute.DistributedDataset] | tf.data.Dataset,
         epochs: int,
-        validation_dataset: tf.data.Dataset | None = None,
+        validation_dataset: tf.data.Dataset | tf.distribute.DistributedDataset | None = None,
         steps_per_epoch: int | None = None,
         progress_bar: bool = False,
         on_epoch_end: Callable[[EpochResult], None] | None = None,
@@ -165,34 +188,37 @@ class Trainer:
     ) -> list[EpochResult]:
         """Train until `epochs`, logging one `epoch=N ...` line after each.
 
-        `train_data(epoch)` gives that epoch's batches (a fixed order per epoch, so a
-        resumed epoch skips exactly the batches it had done); a plain dataset is
-        reshuffled by tf.data instead. `start` resumes from a checkpoint's progress.
+        `train_data(epoch, skip)` gives that epoch's distributed batches, without the
+        first `skip` steps (a fixed order per epoch, so a resumed epoch skips exactly
+        what it had done); a plain dataset is distributed here and reshuffled by
+        tf.data instead. `start` resumes from a checkpoint's progress.
         `checkpoint(progress)` is called after every epoch and when `should_stop()`
-        turns true, after which fit raises TrainingStopped.
+        turns true on any worker, after which fit raises TrainingStopped.
         """
         state = start or Progress()
         history = [EpochResult(h["epoch"], {k: v for k, v in h.items() if k != "epoch"}) for h in state.history]  # fmt: skip
-        val_dist = None
-        if validation_dataset is not None:
+        val_dist = validation_dataset
+        if isinstance(validation_dataset, tf.data.Dataset):
             val_dist = self.strategy.experimental_distribute_dataset(validation_dataset)
+        stop = None
+        if should_stop is not None:
+            agree = all_agree(self.strategy)
+
+            def stop() -> bool:  # every worker stops at the same step, or none does
+                return agree(should_stop())
+
         for epoch in range(state.epoch, epochs + 1):
             started = time.perf_counter()
-            dataset = train_data(epoch) if callable(train_data) else train_data
-            if state.step:
-                dataset = dataset.skip(state.step)  # the batches done before the interruption
+            if isinstance(train_data, tf.data.Dataset):
+                dataset = self.strategy.experimental_distribute_dataset(train_data.skip(state.step))
+            else:
+                dataset = train_data(epoch, state.step)
             progress = None
             if progress_bar:
                 progress = keras.utils.Progbar(
                     steps_per_epoch, stateful_metrics=["loss", "accuracy"]
                 )
-            sums, steps, stopped = self._run_epoch(
-                self.strategy.experimental_distribute_dataset(dataset),
-                self._train,
-                progress,
-                state,
-                should_stop,
-            )
+            sums, steps, stopped = self._run_epoch(dataset, self._train, progress, state, stop)
             if stopped:
                 state = Progress(epoch, steps, sums, state.history)
                 if checkpoint is not None:

@@ -1,0 +1,167 @@
+"""Distribution: TF_CONFIG from SageMaker's hosts, data shards, two logical CPUs, two workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TINY, write_channel
+
+from sagevit.distribute import pipeline_batches, tf_config, worker_count
+from sagevit.train import cluster_config
+from sagevit_serve.local import free_port
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+
+
+def test_tf_config_makes_every_host_a_worker_and_the_first_the_chief():
+    config = tf_config(["algo-1", "algo-2", "algo-3"], "algo-2")
+    assert config == {
+        "cluster": {"worker": ["algo-1:2222", "algo-2:2222", "algo-3:2222"]},
+        "task": {"type": "worker", "index": 1},
+    }
+    assert worker_count(json.dumps(config)) == 3 and worker_count(None) == 1
+    with pytest.raises(ValueError, match="algo-9"):
+        tf_config(["algo-1", "algo-2"], "algo-9")
+
+
+def test_cluster_config_exports_tf_config_only_for_several_hosts(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert cluster_config(["algo-1"], "algo-1") is None
+    assert "TF_CONFIG" not in os.environ
+    made = json.loads(cluster_config(["algo-1", "algo-2"], "algo-2"))
+    assert made["task"]["index"] == 1 and json.loads(os.environ["TF_CONFIG"]) == made
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"index": 0}}')
+    assert cluster_config(["algo-1", "algo-2"], "algo-1").startswith(
+        '{"cluster": {"worker": ["a:1"'
+    )
+
+
+def test_workers_get_disjoint_shards_and_the_same_number_of_steps():
+    examples = tf.data.Dataset.range(103)
+
+    def batches(shard, per_replica):
+        return shard.batch(per_replica, drop_remainder=True)
+
+    seen = []
+    for index in range(2):  # two workers, two replicas each: 4 replicas, global batch 8
+        context = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=index, num_replicas_in_sync=4
+        )
+        data = pipeline_batches(context, examples, batches, global_batch_size=8, steps=103 // 8)
+        seen.append([b.numpy().tolist() for b in data])
+    assert len(seen[0]) == len(seen[1]) == 2 * (103 // 8)  # 2 local replicas a step, 12 steps
+    first, second = ({x for b in worker for x in b} for worker in seen)
+    assert not first & second  # no example on both workers
+    assert all(len(b) == 2 for worker in seen for b in worker)  # 8 / 4 replicas
+
+    context = tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=0, num_replicas_in_sync=4
+    )
+    resumed = pipeline_batches(context, examples, batches, 8, steps=103 // 8, skip_steps=5)
+    assert [b.numpy().tolist() for b in resumed] == seen[0][10:]  # 5 steps = 10 local batches
+
+
+MIRRORED = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import sagevit.train
+sagevit.train.choose_strategy = lambda tf_config=None: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+import sys
+sys.exit(sagevit.train.main(sys.argv[1:]))
+"""
+
+
+def hyperparameter_flags(epochs: int) -> list[str]:
+    return [item for k, v in {**TINY, "epochs": epochs}.items() for item in (f"--{k}", str(v))]
+
+
+def losses(output: str) -> list[float]:
+    return [float(x) for x in re.findall(r" epoch=\d+ loss=([0-9.]+)", output)]
+
+
+@pytest.mark.slow
+def test_mirrored_over_two_logical_cpus_trains_and_exports(channel, tmp_path):
+    """The several-GPUs path, on two logical CPU devices (no GPU here)."""
+    command = [sys.executable, "-c", MIRRORED, "--train", str(channel), "--validation", str(channel),
+               "--model-dir", str(tmp_path / "model"), *hyperparameter_flags(3)]  # fmt: skip
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "2 replica(s)" in output
+    loss = losses(output)
+    assert len(loss) == 3 and loss[-1] < loss[0]
+    assert (tmp_path / "model/vit.keras").is_file()
+
+
+@pytest.fixture(scope="module")
+def worker_channel(tmp_path_factory) -> Path:
+    return write_channel(tmp_path_factory.mktemp("workers"), train_count=512, test_count=64)
+
+
+def start_workers(
+    channel: Path, tmp_path: Path, epochs: int
+) -> list[tuple[subprocess.Popen, Path]]:
+    """Two `sagevit-train` processes on 127.0.0.1, each with its own model dir and log."""
+    cluster = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    workers = []
+    for index in range(2):
+        config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
+        log = tmp_path / f"worker{index}.log"
+        command = [sys.executable, "-m", "sagevit.train", "--train", str(channel), "--validation", str(channel),
+                   "--model-dir", str(tmp_path / f"model{index}"), *hyperparameter_flags(epochs)]  # fmt: skip
+        env = {**ENV, "TF_CONFIG": json.dumps(config), "TMPDIR": str(tmp_path)}
+        with open(log, "w") as out:
+            workers.append(
+                (subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT), log)
+            )
+    return workers
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback_train_one_model(worker_channel, tmp_path):
+    workers = start_workers(worker_channel, tmp_path, epochs=3)
+    codes = [process.wait(timeout=900) for process, _ in workers]
+    outputs = [log.read_text() for _, log in workers]
+    assert codes == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    chief, other = (losses(o) for o in outputs)
+    assert len(chief) == 3 and chief[-1] < chief[0]
+    assert chief == other  # one model: both workers report the same all-reduced figures
+    assert "2 replica(s)" in outputs[0]
+    assert (tmp_path / "model0/vit.keras").is_file()  # the chief's
+    assert not (tmp_path / "model1").exists()  # the other wrote to scratch, then removed it
+    assert not list(tmp_path.glob("sagevit-worker-*"))
+
+    from sagevit.model import load_model
+    from sagevit_serve.predictor import Predictor
+
+    images = np.random.default_rng(0).uniform(0, 255, (5, 32, 32, 3)).astype("float32")
+    served = Predictor.load(tmp_path / "model0").predict(images)
+    logits = load_model(tmp_path / "model0/vit.keras")(images)
+    np.testing.assert_allclose(served, tf.nn.softmax(logits).numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_dead_worker_fails_the_job_with_a_clear_message(worker_channel, tmp_path):
+    workers = start_workers(worker_channel, tmp_path, epochs=200)
+    (chief, chief_log), (other, _) = workers
+    deadline = time.monotonic() + 300
+    while " epoch=1 loss=" not in chief_log.read_text():
+        assert chief.poll() is None and time.monotonic() < deadline, chief_log.read_text()[-3000:]
+        time.sleep(0.2)
+    other.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    code = chief.wait(timeout=240)  # bounded: health checks find the dead peer
+    print(f"\nthe chief exited {time.monotonic() - killed:.0f} s after the other worker died")
+    assert code == 1, chief_log.read_text()[-3000:]
+    assert "lost another training host" in chief_log.read_text()
