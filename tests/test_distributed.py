@@ -110,16 +110,16 @@ def worker_channel(tmp_path_factory) -> Path:
 
 
 def start_workers(
-    channel: Path, tmp_path: Path, epochs: int
+    channel: Path, tmp_path: Path, epochs: int, *extra: str
 ) -> list[tuple[subprocess.Popen, Path]]:
     """Two `sagevit-train` processes on 127.0.0.1, each with its own model dir and log."""
     cluster = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     workers = []
     for index in range(2):
         config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
-        log = tmp_path / f"worker{index}.log"
+        log = tmp_path / f"worker{index}-{time.monotonic_ns()}.log"
         command = [sys.executable, "-m", "sagevit.train", "--train", str(channel), "--validation", str(channel),
-                   "--model-dir", str(tmp_path / f"model{index}"), *hyperparameter_flags(epochs)]  # fmt: skip
+                   "--model-dir", str(tmp_path / f"model{index}"), *hyperparameter_flags(epochs), *extra]  # fmt: skip
         env = {**ENV, "TF_CONFIG": json.dumps(config), "TMPDIR": str(tmp_path)}
         with open(log, "w") as out:
             workers.append(
@@ -165,3 +165,32 @@ def test_a_dead_worker_fails_the_job_with_a_clear_message(worker_channel, tmp_pa
     print(f"\nthe chief exited {time.monotonic() - killed:.0f} s after the other worker died")
     assert code == 1, chief_log.read_text()[-3000:]
     assert "lost another training host" in chief_log.read_text()
+
+
+def wait_for(log: Path, line: str, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_both_workers_at_one_step_and_both_resume(worker_channel, tmp_path):
+    checkpoints = tmp_path / "checkpoints"  # shared, as SageMaker syncs one S3 prefix to all hosts
+    workers = start_workers(worker_channel, tmp_path, 200, "--checkpoint-dir", str(checkpoints))
+    wait_for(workers[0][1], " epoch=1 loss=", workers[0][0])
+    workers[1][0].send_signal(signal.SIGTERM)  # one worker's signal is enough: they agree
+    codes = [process.wait(timeout=240) for process, _ in workers]
+    assert codes == [0, 0], "\n".join(log.read_text()[-2000:] for _, log in workers)
+    stopped = max(p.name for p in checkpoints.glob("ckpt-*.npz"))
+    assert stopped.startswith("ckpt-0002-")
+
+    # Resumed with fewer epochs, so the test ends soon; the schedule just gets shorter.
+    workers = start_workers(worker_channel, tmp_path, 4, "--checkpoint-dir", str(checkpoints))
+    codes = [process.wait(timeout=600) for process, _ in workers]
+    outputs = [log.read_text() for _, log in workers]
+    assert codes == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    for output in outputs:
+        assert f"resuming from {stopped}" in output
+        assert re.findall(r" epoch=(\d+) loss=", output) == ["2", "3", "4"]
+    assert (tmp_path / "model0/vit.keras").is_file() and not (tmp_path / "model1").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from types import FrameType, TracebackType
 
 log = logging.getLogger(__name__)
@@ -41,3 +42,17 @@ class StopOnSigterm:
             os._exit(128 + signal.SIGTERM)
         self.requested = True
         log.warning("SIGTERM: stopping after this step and writing a checkpoint")
+
+
+def rearm() -> None:
+    """Put Python's SIGTERM handler back in charge after TensorFlow took the signal.
+
+    MultiWorkerMirroredStrategy starts TensorFlow's coordination service, whose
+    preemption notifier installs its own C-level SIGTERM handler; Python would then
+    never see the signal. Call this from the main thread after making the strategy.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    if callable(handler):
+        signal.signal(signal.SIGTERM, handler)

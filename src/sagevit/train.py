@@ -51,7 +51,7 @@ from sagevit.distribute import (
 from sagevit.export import export_model
 from sagevit.model import build_vit
 from sagevit.reports import TensorBoardLogger, write_reports
-from sagevit.signals import StopOnSigterm
+from sagevit.signals import StopOnSigterm, rearm
 from sagevit.training import EpochResult, Trainer, TrainingStopped
 
 log = logging.getLogger("sagevit.train")  # not __name__: `python -m sagevit.train` is __main__
@@ -121,6 +121,7 @@ def run(
     """
     # First: MultiWorkerMirroredStrategy must exist before TensorFlow starts its runtime.
     strategy = choose_strategy(tf_config)
+    rearm()  # TensorFlow's coordination service may have taken SIGTERM over
     if hp.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(
             f"--batch-size {hp.batch_size} must be divisible by the"
