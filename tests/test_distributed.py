@@ -48,18 +48,18 @@ def test_cluster_config_exports_tf_config_only_for_several_hosts(monkeypatch):
 
 def test_workers_get_disjoint_shards_and_the_same_number_of_steps():
     examples = tf.data.Dataset.range(103)
+    steps = 103 // 8  # global batch 8: 12 steps an epoch
 
-    def batches(shard, per_replica):
-        return shard.batch(per_replica, drop_remainder=True)
+    def batches(shard, per_replica, per_step):  # as run() does: take the same steps everywhere
+        return shard.batch(per_replica, drop_remainder=True).take(steps * per_step)
 
     seen = []
-    for index in range(2):  # two workers, two replicas each: 4 replicas, global batch 8
+    for index in range(2):  # two workers, two replicas each: 4 replicas
         context = tf.distribute.InputContext(
             num_input_pipelines=2, input_pipeline_id=index, num_replicas_in_sync=4
         )
-        data = pipeline_batches(context, examples, batches, global_batch_size=8, steps=103 // 8)
-        seen.append([b.numpy().tolist() for b in data])
-    assert len(seen[0]) == len(seen[1]) == 2 * (103 // 8)  # 2 local replicas a step, 12 steps
+        seen.append([b.numpy().tolist() for b in pipeline_batches(context, examples, batches, 8)])
+    assert len(seen[0]) == len(seen[1]) == 2 * steps  # 2 local replicas a step
     first, second = ({x for b in worker for x in b} for worker in seen)
     assert not first & second  # no example on both workers
     assert all(len(b) == 2 for worker in seen for b in worker)  # 8 / 4 replicas
@@ -67,7 +67,7 @@ def test_workers_get_disjoint_shards_and_the_same_number_of_steps():
     context = tf.distribute.InputContext(
         num_input_pipelines=2, input_pipeline_id=0, num_replicas_in_sync=4
     )
-    resumed = pipeline_batches(context, examples, batches, 8, steps=103 // 8, skip_steps=5)
+    resumed = pipeline_batches(context, examples, batches, 8, skip_steps=5)
     assert [b.numpy().tolist() for b in resumed] == seen[0][10:]  # 5 steps = 10 local batches
 
 
@@ -174,23 +174,34 @@ def wait_for(log: Path, line: str, process: subprocess.Popen, timeout: float = 3
         time.sleep(0.2)
 
 
+def threads(process: subprocess.Popen) -> int:
+    return int(re.search(r"Threads:\s+(\d+)", Path(f"/proc/{process.pid}/status").read_text())[1])
+
+
 @pytest.mark.slow
 def test_sigterm_stops_both_workers_at_one_step_and_both_resume(worker_channel, tmp_path):
     checkpoints = tmp_path / "checkpoints"  # shared, as SageMaker syncs one S3 prefix to all hosts
     workers = start_workers(worker_channel, tmp_path, 200, "--checkpoint-dir", str(checkpoints))
-    wait_for(workers[0][1], " epoch=1 loss=", workers[0][0])
-    workers[1][0].send_signal(signal.SIGTERM)  # one worker's signal is enough: they agree
+    (chief, chief_log), (other, _) = workers
+    wait_for(chief_log, " epoch=2 loss=", chief)
+    before = threads(chief)
+    wait_for(chief_log, " epoch=6 loss=", chief)
+    assert threads(chief) - before < 10  # no threads leaked per epoch (new iterators would)
+    other.send_signal(signal.SIGTERM)  # one worker's signal is enough: they agree
     codes = [process.wait(timeout=240) for process, _ in workers]
     assert codes == [0, 0], "\n".join(log.read_text()[-2000:] for _, log in workers)
     stopped = max(p.name for p in checkpoints.glob("ckpt-*.npz"))
-    assert stopped.startswith("ckpt-0002-")
+    epoch = int(stopped[5:9])
+    assert epoch >= 6 and not stopped.endswith("-000000.npz")  # mid-epoch, on the signal
 
-    # Resumed with fewer epochs, so the test ends soon; the schedule just gets shorter.
-    workers = start_workers(worker_channel, tmp_path, 4, "--checkpoint-dir", str(checkpoints))
+    # Resumed with one more epoch to go, so the test ends soon (the schedule gets shorter).
+    workers = start_workers(
+        worker_channel, tmp_path, epoch + 1, "--checkpoint-dir", str(checkpoints)
+    )
     codes = [process.wait(timeout=600) for process, _ in workers]
     outputs = [log.read_text() for _, log in workers]
     assert codes == [0, 0], "\n".join(o[-2000:] for o in outputs)
     for output in outputs:
         assert f"resuming from {stopped}" in output
-        assert re.findall(r" epoch=(\d+) loss=", output) == ["2", "3", "4"]
+        assert re.findall(r" epoch=(\d+) loss=", output) == [str(epoch), str(epoch + 1)]
     assert (tmp_path / "model0/vit.keras").is_file() and not (tmp_path / "model1").exists()

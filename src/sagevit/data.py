@@ -242,7 +242,7 @@ def make_dataset(
     seed: int = 0,
     augment: str = "none",
     mixup_alpha: float = 0.0,
-    epoch: int | None = None,
+    epoch: int | tf.Tensor | None = None,
     examples: tf.data.Dataset | None = None,
 ) -> tf.data.Dataset:
     """Batches of (float32 pixels 0-255 (B, H, W, 3), float32 one-hot targets (B, classes)).
@@ -257,17 +257,20 @@ def make_dataset(
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
     if epoch is not None:  # this epoch's order and augmentation, the same in any process
-        seed = seed * 1_000_003 + epoch
+        seed = tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
     dataset = split.examples() if examples is None else examples
     if training:
-        dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=epoch is None)
     dataset = dataset.batch(batch_size, drop_remainder=training and len(split) >= batch_size)
     dataset = dataset.map(
         lambda images, labels: (tf.cast(images, tf.float32), tf.one_hot(labels, num_classes)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     if training and (augment != "none" or mixup_alpha > 0):
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
+        if epoch is None:  # fresh seeds on every pass
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
+        else:  # seeds from (seed, epoch, batch number): the same wherever the epoch runs
+            seeds = tf.data.Dataset.counter().map(lambda i: tf.stack([seed, i, seed + 1, i]))
 
         def augment_batch(batch: tuple, seed_pair: tf.Tensor) -> tuple:
             images, targets = batch

@@ -86,41 +86,35 @@ def all_agree(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:
 def pipeline_batches(
     context: tf.distribute.InputContext,
     examples: tf.data.Dataset,
-    batches: Callable[[tf.data.Dataset, int], tf.data.Dataset],
+    batches: Callable[[tf.data.Dataset, int, int], tf.data.Dataset],
     global_batch_size: int,
-    steps: int | None = None,
     skip_steps: int = 0,
 ) -> tf.data.Dataset:
     """The batches of one input pipeline (one per worker): its own shard of `examples`.
 
-    `batches(shard, per_replica_batch)` turns a shard into batches. With `steps`,
-    exactly that many steps are taken, so every worker runs as many steps as every
-    other (one that ran out first would leave the rest waiting in a collective);
-    `skip_steps` drops the steps a resumed epoch had already done.
+    `batches(shard, per_replica_batch, batches_per_step)` turns a shard into batches;
+    it must give every worker the same number of steps an epoch (one that ran out
+    first would leave the rest waiting in a collective). `skip_steps` drops the
+    steps a resumed epoch had already done.
     """
     shard = examples
     if context.num_input_pipelines > 1:
         shard = examples.shard(context.num_input_pipelines, context.input_pipeline_id)
-    dataset = batches(shard, context.get_per_replica_batch_size(global_batch_size))
     per_step = context.num_replicas_in_sync // context.num_input_pipelines  # batches a step
-    if steps is not None:
-        dataset = dataset.take(steps * per_step)
+    dataset = batches(shard, context.get_per_replica_batch_size(global_batch_size), per_step)
     return dataset.skip(skip_steps * per_step)
 
 
 def sharded_input(
     strategy: tf.distribute.Strategy,
     examples: tf.data.Dataset,
-    batches: Callable[[tf.data.Dataset, int], tf.data.Dataset],
+    batches: Callable[[tf.data.Dataset, int, int], tf.data.Dataset],
     global_batch_size: int,
-    steps: int | None = None,
     skip_steps: int = 0,
 ) -> tf.distribute.DistributedDataset:
     """`pipeline_batches` for every input pipeline of the strategy."""
     return strategy.distribute_datasets_from_function(
-        lambda context: pipeline_batches(
-            context, examples, batches, global_batch_size, steps, skip_steps
-        )
+        lambda context: pipeline_batches(context, examples, batches, global_batch_size, skip_steps)
     )
 
 

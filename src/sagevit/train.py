@@ -150,18 +150,23 @@ def run(
     steps_per_epoch = len(train_split) // batch_size
     examples = train_split.examples()  # one pipeline (and cache) for every epoch
 
-    def train_data(epoch: int, skip_steps: int) -> tf.distribute.DistributedDataset:
-        def batches(shard: tf.data.Dataset, per_replica: int) -> tf.data.Dataset:
-            return make_dataset(train_split, per_replica, True, hp.num_classes, hp.seed,
-                                hp.augment, hp.mixup, epoch, examples=shard)  # fmt: skip
+    def train_data(first_epoch: int, skip_steps: int) -> tf.distribute.DistributedDataset:
+        """Every remaining epoch as one stream of batches, iterated once (see Trainer.fit)."""
 
-        return sharded_input(strategy, examples, batches, batch_size, steps_per_epoch, skip_steps)
+        def batches(shard: tf.data.Dataset, per_replica: int, per_step: int) -> tf.data.Dataset:
+            def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+                data = make_dataset(train_split, per_replica, True, hp.num_classes, hp.seed,
+                                    hp.augment, hp.mixup, epoch, examples=shard)  # fmt: skip
+                return data.take(steps_per_epoch * per_step)  # as many steps on every worker
+
+            epochs = tf.data.Dataset.range(first_epoch, hp.epochs + 1)
+            return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+
+        return sharded_input(strategy, examples, batches, batch_size, skip_steps)
 
     val_data = None
-    if val_split is not None:  # every worker evaluates it all: same steps, same figures
-        val_data = strategy.experimental_distribute_dataset(
-            make_dataset(val_split, batch_size, False, hp.num_classes)
-        )
+    if val_split is not None:  # every worker evaluates all of it, on its own
+        val_data = make_dataset(val_split, batch_size, False, hp.num_classes)
 
     capabilities = gpu_capabilities()
     precision = choose_precision(hp.mixed_precision, capabilities)

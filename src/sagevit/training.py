@@ -65,7 +65,9 @@ class Trainer:
         self.global_batch_size = global_batch_size
         self.strategy = strategy or tf.distribute.get_strategy()
         self._train = self._distributed(self._train_step, jit_compile)
-        self._evaluate = self._distributed(self._eval_step, jit_compile)
+        # Evaluation runs on this process's copy of the model, outside the strategy: no
+        # collectives, so every worker can evaluate the whole set on its own.
+        self._eval_batch = tf.function(self._eval_step, jit_compile=jit_compile)
 
     def _sums(self, logits: tf.Tensor, targets: tf.Tensor, smoothing: float = 0.0) -> tuple:
         """Per-example cross-entropy against (smoothed) soft targets, correct count, count."""
@@ -138,37 +140,47 @@ class Trainer:
 
     def _run_epoch(
         self,
-        dataset: tf.distribute.DistributedDataset,
-        step: Callable,
+        iterator: tf.distribute.DistributedIterator,
+        steps: int | None,
         progress: keras.utils.Progbar | None = None,
         state: Progress | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> tuple[list[float], int, bool]:
-        """Run `step` over the dataset: ([loss sum, correct, count], steps, stopped early).
+        """Train for `steps` steps of the iterator (None: until it runs dry).
 
-        `state` carries the sums and step count of an epoch resumed part-way.
-        `should_stop` is asked after every call into TensorFlow.
+        Returns ([loss sum, correct, count], steps done, stopped early). `state`
+        carries the sums and steps of an epoch resumed part-way; `should_stop` is
+        asked after every call into TensorFlow.
         """
-        iterator = iter(dataset)
-        chunk = tf.constant(self.steps_per_execution)
         sums = list(state.sums) if state else [0.0, 0.0, 0.0]
-        steps = state.step if state else 0
-        while True:
-            *batch_sums, done = step(iterator, chunk)
+        done_steps = state.step if state else 0
+        while steps is None or done_steps < steps:
+            chunk = self.steps_per_execution
+            if steps is not None:
+                chunk = min(chunk, steps - done_steps)
+            *batch_sums, done = self._train(iterator, tf.constant(chunk))
+            done = int(done)
             sums = [total + float(value) for total, value in zip(sums, batch_sums, strict=True)]
-            steps += int(done)
-            if progress is not None and int(done):
+            done_steps += done
+            if progress is not None and done:
                 values = [("loss", sums[0] / sums[2]), ("accuracy", sums[1] / sums[2])]
-                progress.update(steps, values, finalize=False)
-            if int(done) < self.steps_per_execution:  # the iterator ran dry
+                progress.update(done_steps, values, finalize=False)
+            if done < chunk:  # the iterator ran dry
                 break
             if should_stop is not None and should_stop():
-                return sums, steps, True
+                return sums, done_steps, True
         if progress is not None:
-            progress.update(steps, finalize=True)  # end the bar's line before the epoch line
+            progress.update(done_steps, finalize=True)  # end the bar's line before the epoch line
         if sums[2] == 0:
             raise ValueError("an epoch saw no batches: the dataset is smaller than one batch")
-        return sums, steps, False
+        return sums, done_steps, False
+
+    def _evaluate(self, dataset: tf.data.Dataset) -> list[float]:
+        """[loss sum, correct, count] over a plain dataset (a fresh iterator a pass)."""
+        sums = [tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)]
+        for images, labels in dataset:
+            sums = [a + b for a, b in zip(sums, self._eval_batch(images, labels), strict=True)]
+        return [float(x) for x in sums]
 
     @staticmethod
     def _metrics(sums: list[float]) -> dict[str, float]:
@@ -178,7 +190,7 @@ class Trainer:
         self,
         train_data: Callable[[int, int], tf.distribute.DistributedDataset] | tf.data.Dataset,
         epochs: int,
-        validation_dataset: tf.data.Dataset | tf.distribute.DistributedDataset | None = None,
+        validation_dataset: tf.data.Dataset | None = None,
         steps_per_epoch: int | None = None,
         progress_bar: bool = False,
         on_epoch_end: Callable[[EpochResult], None] | None = None,
@@ -188,18 +200,20 @@ class Trainer:
     ) -> list[EpochResult]:
         """Train until `epochs`, logging one `epoch=N ...` line after each.
 
-        `train_data(epoch, skip)` gives that epoch's distributed batches, without the
-        first `skip` steps (a fixed order per epoch, so a resumed epoch skips exactly
-        what it had done); a plain dataset is distributed here and reshuffled by
-        tf.data instead. `start` resumes from a checkpoint's progress.
+        `train_data(first_epoch, skip)` gives the distributed batches of every epoch
+        from `first_epoch` on, less the first `skip` steps, as one stream that is
+        iterated once: `steps_per_epoch` steps make an epoch. (One iterator for the
+        run: under MultiWorkerMirroredStrategy every new one leaks threads.) A plain
+        dataset is instead distributed and iterated to its end once an epoch.
+        `start` resumes from a checkpoint's progress.
         `checkpoint(progress)` is called after every epoch and when `should_stop()`
         turns true on any worker, after which fit raises TrainingStopped.
         """
         state = start or Progress()
         history = [EpochResult(h["epoch"], {k: v for k, v in h.items() if k != "epoch"}) for h in state.history]  # fmt: skip
-        val_dist = validation_dataset
-        if isinstance(validation_dataset, tf.data.Dataset):
-            val_dist = self.strategy.experimental_distribute_dataset(validation_dataset)
+        whole_run = None
+        if not isinstance(train_data, tf.data.Dataset):
+            whole_run = iter(train_data(state.epoch, state.step))
         stop = None
         if should_stop is not None:
             agree = all_agree(self.strategy)
@@ -209,24 +223,25 @@ class Trainer:
 
         for epoch in range(state.epoch, epochs + 1):
             started = time.perf_counter()
-            if isinstance(train_data, tf.data.Dataset):
-                dataset = self.strategy.experimental_distribute_dataset(train_data.skip(state.step))
+            if whole_run is None:
+                dataset = train_data.skip(state.step)
+                iterator, steps = iter(self.strategy.experimental_distribute_dataset(dataset)), None
             else:
-                dataset = train_data(epoch, state.step)
+                iterator, steps = whole_run, steps_per_epoch
             progress = None
             if progress_bar:
                 progress = keras.utils.Progbar(
                     steps_per_epoch, stateful_metrics=["loss", "accuracy"]
                 )
-            sums, steps, stopped = self._run_epoch(dataset, self._train, progress, state, stop)
+            sums, done, stopped = self._run_epoch(iterator, steps, progress, state, stop)
             if stopped:
-                state = Progress(epoch, steps, sums, state.history)
+                state = Progress(epoch, done, sums, state.history)
                 if checkpoint is not None:
                     checkpoint(state)
-                raise TrainingStopped(epoch, steps)
+                raise TrainingStopped(epoch, done)
             metrics = self._metrics(sums)
-            if val_dist is not None:
-                val_sums, _, _ = self._run_epoch(val_dist, self._evaluate)
+            if validation_dataset is not None:
+                val_sums = self._evaluate(validation_dataset)
                 metrics.update({f"val_{k}": v for k, v in self._metrics(val_sums).items()})
             metrics["seconds"] = time.perf_counter() - started
             result = EpochResult(epoch, metrics)
