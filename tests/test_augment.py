@@ -5,7 +5,7 @@ import tensorflow as tf
 from sagevit.augment import crop_flip, mixup
 from sagevit.config import parse_hyperparameters
 from sagevit.data import load_channel, make_dataset
-from sagevit.train import make_optimizer, make_schedule
+from sagevit.recipe import make_optimizer, make_schedule
 
 
 def batch(n=6, size=8):

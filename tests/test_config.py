@@ -103,6 +103,6 @@ def test_model_kwargs_feed_build_vit():
      ("auto", [(7, 0)], "float16"), ("auto", [(8, 6), (7, 5)], "float16"), ("float32", [(9, 0)], "float32")],
 )  # fmt: skip
 def test_precision_is_chosen_from_the_gpus(setting, capabilities, expected):
-    from sagevit.train import choose_precision
+    from sagevit.recipe import choose_precision
 
     assert choose_precision(setting, capabilities) == expected

@@ -35,7 +35,9 @@ def test_tf_config_makes_every_host_a_worker_and_the_first_the_chief():
 
 
 def test_cluster_config_exports_tf_config_only_for_several_hosts(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
+    # A copy of the environment: cluster_config sets TF_CONFIG itself, and a leaked
+    # TF_CONFIG would turn every later training subprocess into a two-worker job.
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k != "TF_CONFIG"})
     assert cluster_config(["algo-1"], "algo-1") is None
     assert "TF_CONFIG" not in os.environ
     made = json.loads(cluster_config(["algo-1", "algo-2"], "algo-2"))

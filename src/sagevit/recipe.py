@@ -1,0 +1,49 @@
+"""The optimisation side of a recipe: learning-rate schedule, optimizer, compute precision."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from sagevit.config import Hyperparameters
+
+
+def choose_precision(setting: str, gpu_capabilities: list[tuple[int, int]]) -> str:
+    """The compute dtype: bfloat16 on GPUs from Ampere (8.0) on, float16 before, float32 on CPU."""
+    if setting != "auto":
+        return setting
+    if not gpu_capabilities:
+        return "float32"
+    return "bfloat16" if min(gpu_capabilities) >= (8, 0) else "float16"
+
+
+def gpu_capabilities() -> list[tuple[int, int]]:
+    details = map(tf.config.experimental.get_device_details, tf.config.list_physical_devices("GPU"))
+    return [tuple(d.get("compute_capability", (0, 0))) for d in details]
+
+
+def make_schedule(
+    hp: Hyperparameters, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warmup from 0 to the peak rate, then cosine decay to 0; or a constant rate."""
+    if hp.schedule == "constant":
+        return hp.learning_rate
+    warmup = int(hp.warmup_epochs * steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else hp.learning_rate,
+        decay_steps=max(hp.epochs * steps_per_epoch - warmup, 1),
+        warmup_target=hp.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def make_optimizer(hp: Hyperparameters, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """AdamW on the schedule, with gradient clipping by global norm."""
+    optimizer = keras.optimizers.AdamW(
+        make_schedule(hp, steps_per_epoch),
+        weight_decay=hp.weight_decay,
+        global_clipnorm=hp.grad_clip or None,
+    )
+    # Decay only the weight matrices: not norms, biases, tokens or position embeddings.
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "token", "position"])
+    return optimizer
