@@ -7,6 +7,7 @@ loopback fails the test, even where a library swallows the connection error.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,16 @@ TINY = {
 }
 
 
+def tiny_flags(**overrides: object) -> list[str]:
+    """TINY (with `overrides`, e.g. epochs=3) as `--key value` arguments."""
+    return [item for k, v in {**TINY, **overrides}.items() for item in (f"--{k}", str(v))]
+
+
+def epoch_numbers(output: str) -> list[int]:
+    """The epoch numbers of the trainer's `epoch=N loss=...` lines, in order."""
+    return [int(n) for n in re.findall(r" epoch=(\d+) loss=", output)]
+
+
 def write_channel(folder: Path, train_count: int = 128, test_count: int = 64) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_npz(str(folder / "training.npz"), *make_shapes(train_count, seed=1))
@@ -94,7 +105,7 @@ def model_dir(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sagevit.train import run
 
     out = tmp_path_factory.mktemp("model")
-    hp = parse_hyperparameters([item for k, v in TINY.items() for item in (f"--{k}", str(v))])
+    hp = parse_hyperparameters(tiny_flags())
     run(hp, channel, out, validation_dir=channel)
     return out
 

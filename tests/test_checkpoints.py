@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY
+from conftest import tiny_flags
 
 from sagevit.checkpoints import CheckpointDir, CheckpointError, Progress
 from sagevit.config import parse_hyperparameters
@@ -118,9 +118,7 @@ CheckpointDir({str(tmp_path)!r}).save(*tiny_model(), Progress(epoch=3))
 
 
 def tiny_hyperparameters(epochs: int):
-    return parse_hyperparameters(
-        [item for k, v in {**TINY, "epochs": epochs}.items() for item in (f"--{k}", str(v))]
-    )
+    return parse_hyperparameters(tiny_flags(epochs=epochs))
 
 
 def stop_after(calls: int):

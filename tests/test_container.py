@@ -7,13 +7,12 @@ The image is built on the stand-in TensorFlow base by `make build-standin`
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import keras
 import numpy as np
 import pytest
-from conftest import TINY, run_make, write_channel
+from conftest import TINY, epoch_numbers, run_make, write_channel
 
 from sagevit.local import write_training_layout
 from sagevit.model import load_model
@@ -175,5 +174,5 @@ def test_docker_stop_checkpoints_and_a_rerun_resumes(image, tmp_path):
     result = run_training(image, opt_ml, timeout=900, capture=True, checkpoints=checkpoints)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "resuming from ckpt-0002-" in result.stdout
-    assert re.findall(r" epoch=(\d+) loss=", result.stdout) == ["2", "3"]
+    assert epoch_numbers(result.stdout) == [2, 3]
     assert (opt_ml / "output/success").is_file() and (opt_ml / "model/vit.keras").is_file()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY, write_channel
+from conftest import epoch_numbers, tiny_flags, write_channel
 
 from sagevit.distribute import pipeline_batches, tf_config, worker_count
 from sagevit.train import cluster_config
@@ -84,10 +84,6 @@ sys.exit(sagevit.train.main(sys.argv[1:]))
 """
 
 
-def hyperparameter_flags(epochs: int) -> list[str]:
-    return [item for k, v in {**TINY, "epochs": epochs}.items() for item in (f"--{k}", str(v))]
-
-
 def losses(output: str) -> list[float]:
     return [float(x) for x in re.findall(r" epoch=\d+ loss=([0-9.]+)", output)]
 
@@ -96,7 +92,7 @@ def losses(output: str) -> list[float]:
 def test_mirrored_over_two_logical_cpus_trains_and_exports(channel, tmp_path):
     """The several-GPUs path, on two logical CPU devices (no GPU here)."""
     command = [sys.executable, "-c", MIRRORED, "--train", str(channel), "--validation", str(channel),
-               "--model-dir", str(tmp_path / "model"), *hyperparameter_flags(3)]  # fmt: skip
+               "--model-dir", str(tmp_path / "model"), *tiny_flags(epochs=3)]  # fmt: skip
     result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -121,7 +117,7 @@ def start_workers(
         config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
         log = tmp_path / f"worker{index}-{time.monotonic_ns()}.log"
         command = [sys.executable, "-m", "sagevit.train", "--train", str(channel), "--validation", str(channel),
-                   "--model-dir", str(tmp_path / f"model{index}"), *hyperparameter_flags(epochs), *extra]  # fmt: skip
+                   "--model-dir", str(tmp_path / f"model{index}"), *tiny_flags(epochs=epochs), *extra]  # fmt: skip
         env = {**ENV, "TF_CONFIG": json.dumps(config), "TMPDIR": str(tmp_path)}
         with open(log, "w") as out:
             workers.append(
@@ -202,7 +198,7 @@ def test_sigterm_stops_both_workers_at_one_step_and_both_resume(worker_channel, 
     assert codes == [0, 0], "\n".join(o[-2000:] for o in outputs)
     for output in outputs:
         assert f"resuming from {stopped}" in output
-        assert re.findall(r" epoch=(\d+) loss=", output) == [str(epoch), str(epoch + 1)]
+        assert epoch_numbers(output) == [epoch, epoch + 1]
     assert (tmp_path / "model0/vit.keras").is_file() and not (tmp_path / "model1").exists()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, write_channel
+from conftest import TINY, epoch_numbers, tiny_flags, write_channel
 
 from sagevit.local import write_training_layout
 
@@ -45,7 +44,7 @@ def big_channel(tmp_path_factory) -> Path:
 
 
 def cli(channel: Path, model_dir: Path, checkpoints: Path) -> list[str]:
-    args = [item for k, v in {**TINY, "epochs": EPOCHS}.items() for item in (f"--{k}", str(v))]
+    args = tiny_flags(epochs=EPOCHS)
     return [sys.executable, "-m", "sagevit.train", "--train", str(channel), "--validation",
             str(channel), "--model-dir", str(model_dir), "--checkpoint-dir", str(checkpoints), *args]  # fmt: skip
 
@@ -70,10 +69,6 @@ def run_until(command: list[str], env: dict, log: Path, line: str, timeout: floa
             time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
         return process.wait(timeout=120)
-
-
-def epoch_numbers(output: str) -> list[int]:
-    return [int(n) for n in re.findall(r" epoch=(\d+) loss=", output)]
 
 
 def test_sigterm_in_epoch_2_then_resume(big_channel, tmp_path):

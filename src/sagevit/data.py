@@ -250,8 +250,8 @@ def make_dataset(
     Training batches are reshuffled every epoch (or, given `epoch`, shuffled in an
     order fixed by seed and epoch, so a resumed epoch can skip what it had done),
     drop the last partial batch, so every step has the same shape and the step
-    function is traced once, and are augmented (`augment`, then mixup if `mixup_alpha` > 0). Evaluation
-    batches keep every example and are never augmented. `examples` replaces
+    function is traced once, and are augmented (`augment`, then mixup if
+    `mixup_alpha` > 0). Evaluation batches keep every example and are never augmented. `examples` replaces
     `split.examples()`: a shard of it, or one pipeline (and cache) shared by epochs.
     """
     if augment not in AUGMENTATIONS:
