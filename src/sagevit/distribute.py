@@ -24,9 +24,6 @@ import tensorflow as tf
 log = logging.getLogger(__name__)
 
 WORKER_PORT = 2222  # TensorFlow's gRPC port between training hosts (instances share a VPC)
-# A collective that waits longer than this fails the job instead of hanging it
-# (a dead peer is found sooner, by the strategy's health checks).
-COLLECTIVE_TIMEOUT_SECONDS = 600
 
 
 def tf_config(hosts: Sequence[str], current_host: str, port: int = WORKER_PORT) -> dict:
@@ -49,10 +46,11 @@ def choose_strategy(tf_config_json: str | None = None) -> tf.distribute.Strategy
     """MultiWorkerMirrored for 2+ workers in TF_CONFIG (it reads the variable itself),
     Mirrored over all GPUs of a host with several, else the default strategy."""
     if worker_count(tf_config_json) > 1:
-        options = tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS
-        )
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        # No collective timeout (CommunicationOptions(timeout_seconds=...)): TensorFlow
+        # arms each timed collective with its own watchdog thread that sleeps the whole
+        # timeout, so a run holds (collectives a second x timeout) threads and runs out
+        # of them. A dead peer is found by the strategy's health checks within seconds.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()

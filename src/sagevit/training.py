@@ -202,8 +202,8 @@ class Trainer:
 
         `train_data(first_epoch, skip)` gives the distributed batches of every epoch
         from `first_epoch` on, less the first `skip` steps, as one stream that is
-        iterated once: `steps_per_epoch` steps make an epoch. (One iterator for the
-        run: under MultiWorkerMirroredStrategy every new one leaks threads.) A plain
+        iterated once: `steps_per_epoch` steps make an epoch (the pipeline is built
+        once and keeps prefetching across epoch boundaries). A plain
         dataset is instead distributed and iterated to its end once an epoch.
         `start` resumes from a checkpoint's progress.
         `checkpoint(progress)` is called after every epoch and when `should_stop()`
