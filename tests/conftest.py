@@ -10,6 +10,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import network_guard
@@ -79,6 +81,31 @@ def write_channel(folder: Path, train_count: int = 128, test_count: int = 64) ->
     write_npz(str(folder / "training.npz"), *make_shapes(train_count, seed=1))
     write_npz(str(folder / "testing.npz"), *make_shapes(test_count, seed=2))
     return folder
+
+
+def write_image_tree(
+    root: Path, sizes: Sequence[tuple[int, int]] = ((32, 32), (48, 40)), classes=("cat", "dog")
+) -> Path:
+    """An image-folder channel: `root/<class>/<i>.png`, one image per size in each class."""
+    from PIL import Image
+
+    for label, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i, size in enumerate(sizes):
+            Image.new("RGB", size, (label * 100, i, 0)).save(root / name / f"{i}.png")
+    return root
+
+
+def hung_file(path: Path) -> None:
+    """A FIFO that answers the loader's first look (a PNG signature), then blocks every
+    later read for good, as a file on a hung network file system would."""
+    os.mkfifo(path)
+
+    def answer_once() -> None:
+        with open(path, "wb") as fifo:  # waits for the loader to open it
+            fifo.write(b"\x89PNG\r\n\x1a\n")
+
+    threading.Thread(target=answer_once, daemon=True).start()
 
 
 def run_toolkit(base_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:

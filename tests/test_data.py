@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import write_image_tree
 
 from sagevit.data import (
     CIFAR10_CLASSES,
@@ -126,18 +127,8 @@ def test_datasets_batch_float_pixels_and_one_hot_targets(channel):
     assert sum(len(b[1]) for b in eval_batches) == len(split)  # evaluation keeps every example
 
 
-def write_tree(root, sizes=((32, 32), (48, 40)), classes=("cat", "dog")):
-    from PIL import Image
-
-    for label, name in enumerate(classes):
-        (root / name).mkdir(parents=True)
-        for i, size in enumerate(sizes):
-            Image.new("RGB", size, (label * 100, 0, 0)).save(root / name / f"{i}.png")
-    return root
-
-
 def test_image_folder_channel_is_read_lazily_with_folder_class_names(tmp_path):
-    write_tree(tmp_path)
+    write_image_tree(tmp_path)
     split = load_channel(tmp_path, "training.npz", "train", image_size=32, num_classes=2)
     assert split.images is None and len(split) == 4  # only paths so far
     assert split.class_names == ("cat", "dog")
@@ -149,14 +140,14 @@ def test_image_folder_channel_is_read_lazily_with_folder_class_names(tmp_path):
 
 
 def test_image_folder_errors(tmp_path):
-    write_tree(tmp_path / "a")
+    write_image_tree(tmp_path / "a")
     with pytest.raises(DataError, match=r"has 2 class folders \(cat, dog\) but --num-classes is 3"):
         load_channel(tmp_path / "a", "training.npz", "train", 32, 3)
-    write_tree(tmp_path / "b")
+    write_image_tree(tmp_path / "b")
     (tmp_path / "b" / "empty").mkdir()
     with pytest.raises(DataError, match=r"empty holds no .jpg, .jpeg or .png image"):
         load_channel(tmp_path / "b", "training.npz", "train", 32, 3)
-    write_tree(tmp_path / "c")
+    write_image_tree(tmp_path / "c")
     (tmp_path / "c" / "cat" / "broken.jpg").write_bytes(b"this is not an image")
     with pytest.raises(DataError, match=r"broken.jpg is not a readable JPEG or PNG image"):
         load_channel(tmp_path / "c", "training.npz", "train", 32, 2)

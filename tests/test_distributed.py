@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import epoch_numbers, tiny_flags, write_channel
+from conftest import epoch_numbers, hung_file, tiny_flags, write_channel, write_image_tree
 
 from sagevit.distribute import pipeline_batches, tf_config, worker_count
 from sagevit.train import cluster_config
@@ -108,15 +109,17 @@ def worker_channel(tmp_path_factory) -> Path:
 
 
 def start_workers(
-    channel: Path, tmp_path: Path, epochs: int, *extra: str
+    channel: Path, tmp_path: Path, epochs: int, *extra: str, train: Sequence[Path] = ()
 ) -> list[tuple[subprocess.Popen, Path]]:
-    """Two `sagevit-train` processes on 127.0.0.1, each with its own model dir and log."""
+    """Two `sagevit-train` processes on 127.0.0.1, each with its own model dir and log,
+    and `train[i]` as worker i's train channel if given (else `channel`)."""
     cluster = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     workers = []
     for index in range(2):
         config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
         log = tmp_path / f"worker{index}-{time.monotonic_ns()}.log"
-        command = [sys.executable, "-m", "sagevit.train", "--train", str(channel), "--validation", str(channel),
+        train_dir = train[index] if train else channel
+        command = [sys.executable, "-m", "sagevit.train", "--train", str(train_dir), "--validation", str(channel),
                    "--model-dir", str(tmp_path / f"model{index}"), *tiny_flags(epochs=epochs), *extra]  # fmt: skip
         env = {**ENV, "TF_CONFIG": json.dumps(config), "TMPDIR": str(tmp_path)}
         with open(log, "w") as out:
@@ -163,6 +166,30 @@ def test_a_dead_worker_fails_the_job_with_a_clear_message(worker_channel, tmp_pa
     print(f"\nthe chief exited {time.monotonic() - killed:.0f} s after the other worker died")
     assert code == 1, chief_log.read_text()[-3000:]
     assert "lost another training host" in chief_log.read_text()
+
+
+@pytest.mark.slow
+def test_a_stuck_worker_fails_the_job_instead_of_hanging(tmp_path):
+    """A worker that is alive but stuck (here on a file that never answers) keeps
+    heartbeating while the other waits for it in a collective: the stall watchdog
+    fails the job instead of letting it hang until max_run."""
+    healthy = write_image_tree(tmp_path / "healthy", sizes=[(32, 32)] * 16)
+    stuck = write_image_tree(tmp_path / "stuck", sizes=[(32, 32)] * 16)
+    for name in ("1.png", "10.png"):  # 2nd and 3rd in file order: one in each shard
+        (stuck / "cat" / name).unlink()
+        hung_file(stuck / "cat" / name)
+    flags = ("--num-classes", "2", "--batch-size", "8", "--stall-timeout", "20")
+    workers = start_workers(healthy, tmp_path, 50, *flags, train=[healthy, stuck])
+    started = time.monotonic()
+    codes = [process.wait(timeout=240) for process, _ in workers]
+    print(f"\nboth workers exited within {time.monotonic() - started:.0f} s of starting")
+    outputs = [log.read_text() for _, log in workers]
+    assert codes == [1, 1], "\n".join(o[-2000:] for o in outputs)
+    assert "no training step finished in" in outputs[1]  # the stuck one's own watchdog
+    # The chief, waiting in a collective, fails by its own watchdog or on hearing
+    # that the stuck worker is gone, whichever comes first.
+    assert re.search(r"no training step finished in|lost another training host", outputs[0])
+    assert not (tmp_path / "model0").exists()
 
 
 def wait_for(log: Path, line: str, process: subprocess.Popen, timeout: float = 300) -> None:

@@ -2,10 +2,11 @@
 
 import json
 import re
+import time
 
 import numpy as np
 import pytest
-from conftest import TINY, run_toolkit
+from conftest import TINY, hung_file, run_toolkit, write_image_tree
 
 from sagevit.epoch_log import metric_definitions
 from sagevit.local import write_training_layout
@@ -64,3 +65,19 @@ def test_broken_job_fails_with_a_readable_failure_file(tmp_path, breakage, reaso
     assert reason in failure
     assert "Traceback" not in failure and len(failure) < 1024  # SageMaker's FailureReason limit
     assert not (base / "model/1").exists()
+
+
+def test_a_stuck_data_read_fails_the_job_instead_of_hanging(tmp_path):
+    """The stall watchdog ends a job whose training hangs (here on a file that never
+    answers) with SageMaker's failure file, long before max_run would."""
+    data = write_image_tree(tmp_path / "data", sizes=[(32, 32)] * 16)
+    hyperparameters = {**TINY, "num-classes": 2, "batch-size": 8, "stall-timeout": 10}
+    base = write_training_layout(tmp_path / "opt_ml", hyperparameters, {"train": data})
+    hung_file(base / "input/data/train/dog/hung.png")  # after the layout copied the channel
+    started = time.monotonic()
+    result = run_toolkit(base, timeout=240)
+    print(f"\nthe toolkit exited {time.monotonic() - started:.0f} s after it started")
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    failure = (base / "output/failure").read_text()
+    assert "no training step finished in" in failure and "(--stall-timeout 10)" in failure
+    assert not (base / "output/success").exists() and not (base / "model/1").exists()

@@ -28,14 +28,17 @@ def test_loss_falls_and_epochs_are_numbered_from_one(channel, caplog):
     split = load_channel(channel, "training.npz", "train", 32, 10)
     model = build_vit(num_layers=1, d_model=32, num_heads=2, mlp_dim=64, dropout=0.0)
     trainer = Trainer(model, keras.optimizers.AdamW(3e-3), global_batch_size=32)
+    train, validation = make_dataset(split, 32, True, 10), make_dataset(split, 32, False, 10)
+    calls = []
     with caplog.at_level("INFO", logger="sagevit"):
         history = trainer.fit(
-            make_dataset(split, 32, True, 10),
-            epochs=4,
-            validation_dataset=make_dataset(split, 32, False, 10),
+            train, epochs=4, validation_dataset=validation, on_call=lambda: calls.append(1)
         )
     losses = [result.metrics["loss"] for result in history]
     assert losses[-1] < losses[0]
+    # The watchdog's heartbeat: after every training call (one step each, and one
+    # more that finds the dataset's end) and every validation batch.
+    assert len(calls) == 4 * (len(list(train)) + 1 + len(list(validation)))
     lines = [m for m in caplog.messages if m.startswith("epoch=")]
     assert [int(EPOCH_LINE.match(line).group(1)) for line in lines] == [1, 2, 3, 4]
 

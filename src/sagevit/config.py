@@ -95,6 +95,10 @@ class Hyperparameters:
     )
     seed: int = _field(42, "random seed for weights, shuffling and augmentation")
     keep_checkpoints: int = _field(3, "checkpoints kept in the checkpoint folder (newest)")
+    stall_timeout: int = _field(
+        1800,
+        "fail the job after this many seconds without a finished step (a stuck worker); 0: never",
+    )
     jit_compile: str = _field(
         "auto", "XLA-compile the training step: auto (on GPUs; slower on CPUs here), true, false"
     )
@@ -117,7 +121,7 @@ class Hyperparameters:
                 raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ConfigError(f"--learning-rate must be positive, got {self.learning_rate}")
-        for name in ("weight_decay", "warmup_epochs", "grad_clip", "mixup"):
+        for name in ("weight_decay", "warmup_epochs", "grad_clip", "mixup", "stall_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(
                     f"--{_flag(name)} must not be negative, got {getattr(self, name)}"

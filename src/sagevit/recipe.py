@@ -1,11 +1,13 @@
-"""The optimisation side of a recipe: learning-rate schedule, optimizer, compute precision."""
+"""A recipe made real: compute precision, learning-rate schedule, optimizer, model."""
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
-from sagevit.config import Hyperparameters
+from sagevit.checkpoints import CheckpointDir, CheckpointError, Progress
+from sagevit.config import ConfigError, Hyperparameters
+from sagevit.model import build_vit
 
 
 def choose_precision(setting: str, gpu_capabilities: list[tuple[int, int]]) -> str:
@@ -47,3 +49,30 @@ def make_optimizer(hp: Hyperparameters, steps_per_epoch: int) -> keras.optimizer
     # Decay only the weight matrices: not norms, biases, tokens or position embeddings.
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "token", "position"])
     return optimizer
+
+
+def build_model(
+    hp: Hyperparameters,
+    strategy: tf.distribute.Strategy,
+    steps_per_epoch: int,
+    precision: str,
+    checkpoints: CheckpointDir | None = None,
+) -> tuple[keras.Model, keras.optimizers.Optimizer, Progress | None]:
+    """Model and optimizer in the strategy's scope, restored from the newest readable
+    checkpoint if there is one, and the progress to resume from (None: a fresh run)."""
+    with strategy.scope():
+        try:
+            model = build_vit(**hp.model_kwargs())
+        except ValueError as error:  # impossible shapes: a configuration problem
+            raise ConfigError(str(error)) from None
+        optimizer = make_optimizer(hp, steps_per_epoch)
+        if precision == "float16":  # float16 gradients underflow without loss scaling
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)  # its slots, mirrored, before any step
+        if checkpoints is None:
+            return model, optimizer, None
+        # Every worker resumes from the same files; only the chief writes them.
+        try:
+            return model, optimizer, checkpoints.restore(model, optimizer)
+        except CheckpointError as error:
+            raise ConfigError(str(error)) from None

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from sagemaker_training import environment, errors, mapping
+from sagemaker_training import environment, errors, files, mapping
 
 from sagevit.config import ConfigError, parse_hyperparameters
 from sagevit.data import DataError
@@ -25,6 +25,7 @@ from sagevit.distribute import WorkerLost
 from sagevit.signals import StopOnSigterm
 from sagevit.train import cluster_config, configure_logging, run
 from sagevit.training import TrainingStopped
+from sagevit.watchdog import exit_stalled
 
 
 def main() -> None:
@@ -49,6 +50,7 @@ def main() -> None:
                 checkpoint_dir=checkpoint_dir(),
                 should_stop=stop,
                 tf_config=cluster_config(env.hosts, env.current_host),
+                on_stall=fail_stalled,
             )
     except (ConfigError, DataError, WorkerLost) as error:
         raise errors.ClientError(str(error)) from None
@@ -57,6 +59,13 @@ def main() -> None:
         # SIGTERM, records the job as Stopped (or Interrupted, for spot), not Failed.
         logging.getLogger(__name__).warning("%s; a restarted job resumes from it", stopped)
         sys.exit(0)  # the toolkit's own `finally` exits 0 without writing the success file
+
+
+def fail_stalled(message: str) -> None:
+    """A stuck job ends from the watchdog's thread, where the toolkit's own error
+    handling never runs: write SageMaker's FailureReason first, then exit 1."""
+    files.write_failure_file(message)
+    exit_stalled(message)
 
 
 def checkpoint_dir() -> str:

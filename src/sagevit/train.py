@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from sagevit.checkpoints import CheckpointDir, CheckpointError
+from sagevit.checkpoints import CheckpointDir
 from sagevit.config import (
     ConfigError,
     Hyperparameters,
@@ -49,11 +49,11 @@ from sagevit.distribute import (
     worker_count,
 )
 from sagevit.export import export_model
-from sagevit.model import build_vit
-from sagevit.recipe import choose_precision, gpu_capabilities, make_optimizer
+from sagevit.recipe import build_model, choose_precision, gpu_capabilities
 from sagevit.reports import TensorBoardLogger, write_reports
 from sagevit.signals import StopOnSigterm, rearm
 from sagevit.training import EpochResult, Trainer, TrainingStopped
+from sagevit.watchdog import StallWatchdog, exit_stalled
 
 log = logging.getLogger("sagevit.train")  # not __name__: `python -m sagevit.train` is __main__
 
@@ -69,6 +69,7 @@ def run(
     checkpoint_dir: str | Path | None = None,
     should_stop: Callable[[], bool] | None = None,
     tf_config: str | None = None,
+    on_stall: Callable[[str], None] = exit_stalled,
 ) -> list[EpochResult]:
     """Load the channels, train, and export to `model_dir`. Raises ConfigError or DataError.
 
@@ -77,7 +78,9 @@ def run(
     from its newest readable checkpoint and write one after every epoch; when
     `should_stop()` turns true, write one and raise TrainingStopped (no export).
     `tf_config` (the TF_CONFIG JSON) with several workers trains across hosts; then
-    only the chief writes the model, reports and checkpoints.
+    only the chief writes the model, reports and checkpoints. When no training step
+    finishes for `hp.stall_timeout` seconds (from model building to export),
+    `on_stall(message)` runs; it has to end the process.
     """
     # First: MultiWorkerMirroredStrategy must exist before TensorFlow starts its runtime.
     strategy = choose_strategy(tf_config)
@@ -136,62 +139,53 @@ def run(
     )
     log.info("compute dtype %s, XLA %s", precision, "on" if jit_compile else "off")
 
-    with strategy.scope():
-        try:
-            model = build_vit(**hp.model_kwargs())
-        except ValueError as error:  # impossible shapes: a configuration problem
-            raise ConfigError(str(error)) from None
-        optimizer = make_optimizer(hp, steps_per_epoch)
-        if precision == "float16":  # float16 gradients underflow without loss scaling
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(model.trainable_variables)  # its slots, mirrored, before any step
+    # From here on every worker may wait for the others in a collective (variable
+    # creation broadcasts initial values): the watchdog fails a job stuck on one.
+    with StallWatchdog(hp.stall_timeout, on_stall) as watchdog:
         checkpoints = CheckpointDir(checkpoint_dir, hp.keep_checkpoints) if checkpoint_dir else None
-        # Every worker resumes from the same files; only the chief writes them.
-        try:
-            start = checkpoints.restore(model, optimizer) if checkpoints else None
-        except CheckpointError as error:
-            raise ConfigError(str(error)) from None
-    log.info(
-        "training %s (%d parameters) on %d examples, validating on %d, %d replica(s)",
-        model.name,
-        model.count_params(),
-        len(train_split),
-        0 if val_split is None else len(val_split),
-        strategy.num_replicas_in_sync,
-    )
-
-    trainer = Trainer(
-        model,
-        optimizer,
-        batch_size,
-        strategy,
-        jit_compile=jit_compile,
-        label_smoothing=hp.label_smoothing,
-        steps_per_execution=hp.steps_per_execution,
-    )
-    try:
-        history = trainer.fit(
-            train_data,
-            hp.epochs,
-            validation_dataset=val_data,
-            steps_per_epoch=steps_per_epoch,
-            progress_bar=progress_bar,
-            on_epoch_end=TensorBoardLogger(tensorboard_dir) if tensorboard_dir else None,
-            start=start,
-            checkpoint=(lambda progress: checkpoints.save(model, optimizer, progress))
-            if checkpoints and chief
-            else None,
-            should_stop=should_stop,
+        model, optimizer, start = build_model(hp, strategy, steps_per_epoch, precision, checkpoints)
+        log.info(
+            "training %s (%d parameters) on %d examples, validating on %d, %d replica(s)",
+            model.name,
+            model.count_params(),
+            len(train_split),
+            0 if val_split is None else len(val_split),
+            strategy.num_replicas_in_sync,
         )
-    except PEER_ERRORS as error:
-        if worker_count(tf_config) == 1:
-            raise
-        message = str(error).strip().splitlines()[0]
-        raise WorkerLost(
-            f"lost another training host ({type(error).__name__}): {message}"
-        ) from None
-    keras.mixed_precision.set_global_policy("float32")  # later models in this process
-    export_model(model, model_dir, class_names, hp.to_dict())
+        trainer = Trainer(
+            model,
+            optimizer,
+            batch_size,
+            strategy,
+            jit_compile=jit_compile,
+            label_smoothing=hp.label_smoothing,
+            steps_per_execution=hp.steps_per_execution,
+        )
+        try:
+            history = trainer.fit(
+                train_data,
+                hp.epochs,
+                validation_dataset=val_data,
+                steps_per_epoch=steps_per_epoch,
+                progress_bar=progress_bar,
+                on_epoch_end=TensorBoardLogger(tensorboard_dir) if tensorboard_dir else None,
+                start=start,
+                checkpoint=(lambda progress: checkpoints.save(model, optimizer, progress))
+                if checkpoints and chief
+                else None,
+                should_stop=should_stop,
+                on_call=watchdog.beat,
+            )
+        except PEER_ERRORS as error:
+            if worker_count(tf_config) == 1:
+                raise
+            message = str(error).strip().splitlines()[0]
+            raise WorkerLost(
+                f"lost another training host ({type(error).__name__}): {message}"
+            ) from None
+        watchdog.beat()
+        keras.mixed_precision.set_global_policy("float32")  # later models in this process
+        export_model(model, model_dir, class_names, hp.to_dict())
     if output_data_dir is not None:
         write_reports(history, output_data_dir)
     if not chief:

@@ -145,12 +145,13 @@ class Trainer:
         progress: keras.utils.Progbar | None = None,
         state: Progress | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_call: Callable[[], None] = lambda: None,
     ) -> tuple[list[float], int, bool]:
         """Train for `steps` steps of the iterator (None: until it runs dry).
 
         Returns ([loss sum, correct, count], steps done, stopped early). `state`
-        carries the sums and steps of an epoch resumed part-way; `should_stop` is
-        asked after every call into TensorFlow.
+        carries the sums and steps of an epoch resumed part-way; `on_call()` runs
+        and `should_stop` is asked after every call into TensorFlow.
         """
         sums = list(state.sums) if state else [0.0, 0.0, 0.0]
         done_steps = state.step if state else 0
@@ -160,6 +161,7 @@ class Trainer:
                 chunk = min(chunk, steps - done_steps)
             *batch_sums, done = self._train(iterator, tf.constant(chunk))
             done = int(done)
+            on_call()
             sums = [total + float(value) for total, value in zip(sums, batch_sums, strict=True)]
             done_steps += done
             if progress is not None and done:
@@ -175,11 +177,14 @@ class Trainer:
             raise ValueError("an epoch saw no batches: the dataset is smaller than one batch")
         return sums, done_steps, False
 
-    def _evaluate(self, dataset: tf.data.Dataset) -> list[float]:
+    def _evaluate(
+        self, dataset: tf.data.Dataset, on_call: Callable[[], None] = lambda: None
+    ) -> list[float]:
         """[loss sum, correct, count] over a plain dataset (a fresh iterator a pass)."""
         sums = [tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)]
         for images, labels in dataset:
             sums = [a + b for a, b in zip(sums, self._eval_batch(images, labels), strict=True)]
+            on_call()
         return [float(x) for x in sums]
 
     @staticmethod
@@ -197,6 +202,7 @@ class Trainer:
         start: Progress | None = None,
         checkpoint: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_call: Callable[[], None] = lambda: None,
     ) -> list[EpochResult]:
         """Train until `epochs`, logging one `epoch=N ...` line after each.
 
@@ -208,6 +214,7 @@ class Trainer:
         `start` resumes from a checkpoint's progress.
         `checkpoint(progress)` is called after every epoch and when `should_stop()`
         turns true on any worker, after which fit raises TrainingStopped.
+        `on_call()` runs after every call into TensorFlow that trains or evaluates.
         """
         state = start or Progress()
         history = [EpochResult(h["epoch"], {k: v for k, v in h.items() if k != "epoch"}) for h in state.history]  # fmt: skip
@@ -233,7 +240,7 @@ class Trainer:
                 progress = keras.utils.Progbar(
                     steps_per_epoch, stateful_metrics=["loss", "accuracy"]
                 )
-            sums, done, stopped = self._run_epoch(iterator, steps, progress, state, stop)
+            sums, done, stopped = self._run_epoch(iterator, steps, progress, state, stop, on_call)
             if stopped:
                 state = Progress(epoch, done, sums, state.history)
                 if checkpoint is not None:
@@ -241,7 +248,7 @@ class Trainer:
                 raise TrainingStopped(epoch, done)
             metrics = self._metrics(sums)
             if validation_dataset is not None:
-                val_sums = self._evaluate(validation_dataset)
+                val_sums = self._evaluate(validation_dataset, on_call)
                 metrics.update({f"val_{k}": v for k, v in self._metrics(val_sums).items()})
             metrics["seconds"] = time.perf_counter() - started
             result = EpochResult(epoch, metrics)

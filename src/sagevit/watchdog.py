@@ -1,0 +1,72 @@
+"""Fail a training job that stops making progress, instead of letting it hang.
+
+A host that dies is found within seconds by MultiWorkerMirroredStrategy's
+heartbeats. A worker whose process is alive but stuck (a read from a hung network
+file system, a deadlock) keeps heartbeating, while every other worker waits for it
+in the next collective until the job's max_run ends it, hours later. The trainer
+beats after every call into TensorFlow; when no beat has come for `timeout`
+seconds, `on_stall(message)` runs on the watchdog's own thread. It has to end the
+process: the main thread is the one that is stuck.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+
+def exit_stalled(message: str) -> None:
+    """Log why and end the process with status 1 (a failed job)."""
+    log.error("%s", message)
+    logging.shutdown()  # flush the log before the process goes
+    os._exit(1)
+
+
+class StallWatchdog:
+    """`with StallWatchdog(seconds) as watchdog:` ... `watchdog.beat()` after each step.
+
+    A timeout of 0 turns it off (no thread).
+    """
+
+    def __init__(self, timeout: float, on_stall: Callable[[str], None] = exit_stalled) -> None:
+        if timeout < 0:
+            raise ValueError(f"the stall timeout must be >= 0 seconds, got {timeout}")
+        self.timeout = timeout
+        self._on_stall = on_stall
+        self._last_beat = time.monotonic()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
+
+    def __enter__(self) -> StallWatchdog:
+        self.beat()
+        if self.timeout:
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def beat(self) -> None:
+        self._last_beat = time.monotonic()
+
+    def _watch(self) -> None:
+        # Look a few times per timeout, but at least every 10 s, so a stall is acted
+        # on at most a quarter-timeout (or 10 s) late.
+        while not self._stopped.wait(min(self.timeout / 4, 10.0)):
+            idle = time.monotonic() - self._last_beat
+            if idle > self.timeout:
+                self._on_stall(
+                    f"no training step finished in {idle:.0f} s (--stall-timeout"
+                    f" {self.timeout:g}): a worker is stuck; failing the job"
+                )
+                return

@@ -1,0 +1,69 @@
+"""The stall watchdog: a job whose steps stop finishing fails instead of hanging."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from sagevit.watchdog import StallWatchdog
+
+
+def test_a_stall_calls_on_stall_with_the_reason():
+    called = threading.Event()
+    messages = []
+
+    def on_stall(message: str) -> None:
+        messages.append(message)
+        called.set()
+
+    started = time.monotonic()
+    with StallWatchdog(0.2, on_stall):
+        assert called.wait(5)
+    assert 0.2 < time.monotonic() - started < 2
+    assert len(messages) == 1
+    assert "no training step finished in 0 s (--stall-timeout 0.2)" in messages[0]
+    assert "a worker is stuck" in messages[0]
+
+
+def test_beats_keep_it_quiet_and_leaving_stops_it():
+    messages = []
+    with StallWatchdog(0.3, messages.append) as watchdog:
+        for _ in range(20):  # 1 s of steps, each well inside the timeout
+            time.sleep(0.05)
+            watchdog.beat()
+    time.sleep(0.5)  # past the timeout after leaving: the thread is gone
+    assert messages == []
+    assert not watchdog._thread.is_alive()
+
+
+def test_zero_turns_it_off():
+    messages = []
+    with StallWatchdog(0, messages.append) as watchdog:
+        time.sleep(0.3)
+        assert not watchdog._thread.is_alive()
+    assert messages == []
+    with pytest.raises(ValueError, match="-1"):
+        StallWatchdog(-1)
+
+
+STUCK = """
+import logging, threading
+from sagevit.watchdog import StallWatchdog
+logging.basicConfig(level=logging.INFO)
+with StallWatchdog(0.5):
+    threading.Event().wait()  # the main thread never comes back, like a hung collective
+"""
+
+
+def test_the_default_answer_ends_a_stuck_process_with_status_1():
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", STUCK], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    assert "ERROR:sagevit.watchdog:no training step finished in" in result.stderr
