@@ -27,10 +27,14 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sagevit_serve.local import free_port, start_server, stop_server, wait_until_ready
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger("bench_serve")
 CASES = (("json_1", 1), ("jpeg_1", 1), ("npy_64", 64))
@@ -38,9 +42,9 @@ CONCURRENCY = (1, 8)
 
 
 # --- The naive baseline: what a typical hand-written SageMaker server does. ---
-def create_naive_app():  # pragma: no cover - runs inside gunicorn
+def create_naive_app() -> Flask:  # pragma: no cover - runs inside gunicorn
     import keras
-    from flask import Flask, jsonify, request
+    from flask import Flask, Response, jsonify, request
     from PIL import Image
 
     from sagevit.model import load_model
@@ -49,11 +53,11 @@ def create_naive_app():  # pragma: no cover - runs inside gunicorn
     model = load_model(Path(os.environ["SM_MODEL_DIR"]) / "vit.keras")
 
     @app.get("/ping")
-    def ping():
+    def ping() -> tuple[str, int]:
         return "", 200
 
     @app.post("/invocations")
-    def invocations():
+    def invocations() -> Response:
         if request.mimetype == "application/json":
             images = np.array(request.get_json()["instances"], dtype="float32")
         elif request.mimetype == "application/x-npy":
