@@ -84,7 +84,9 @@ def write_channel(folder: Path, train_count: int = 128, test_count: int = 64) ->
 
 
 def write_image_tree(
-    root: Path, sizes: Sequence[tuple[int, int]] = ((32, 32), (48, 40)), classes=("cat", "dog")
+    root: Path,
+    sizes: Sequence[tuple[int, int]] = ((32, 32), (48, 40)),
+    classes: Sequence[str] = ("cat", "dog"),
 ) -> Path:
     """An image-folder channel: `root/<class>/<i>.png`, one image per size in each class."""
     from PIL import Image

@@ -175,7 +175,9 @@ def test_a_stuck_worker_fails_the_job_instead_of_hanging(tmp_path):
     fails the job instead of letting it hang until max_run."""
     healthy = write_image_tree(tmp_path / "healthy", sizes=[(32, 32)] * 16)
     stuck = write_image_tree(tmp_path / "stuck", sizes=[(32, 32)] * 16)
-    for name in ("1.png", "10.png"):  # 2nd and 3rd in file order: one in each shard
+    # The 2nd and 3rd files in order: whichever of its two shards worker 1 reads
+    # (its own channel; worker 0 reads the healthy one), one of them is in it.
+    for name in ("1.png", "10.png"):
         (stuck / "cat" / name).unlink()
         hung_file(stuck / "cat" / name)
     flags = ("--num-classes", "2", "--batch-size", "8", "--stall-timeout", "20")

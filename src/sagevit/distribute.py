@@ -120,7 +120,7 @@ class WorkerLost(RuntimeError):
     """Another worker died or stopped answering: the job fails instead of hanging."""
 
 
-# What a collective raises when a peer is gone (found by health checks or the timeout).
+# What a collective raises when a peer is gone (found by the strategy's health checks).
 PEER_ERRORS = (
     tf.errors.UnavailableError,
     tf.errors.DeadlineExceededError,

@@ -64,8 +64,10 @@ def main() -> None:
 def fail_stalled(message: str) -> None:
     """A stuck job ends from the watchdog's thread, where the toolkit's own error
     handling never runs: write SageMaker's FailureReason first, then exit 1."""
-    files.write_failure_file(message)
-    exit_stalled(message)
+    try:
+        files.write_failure_file(message)
+    finally:
+        exit_stalled(message)
 
 
 def checkpoint_dir() -> str:

@@ -79,8 +79,8 @@ def run(
     `should_stop()` turns true, write one and raise TrainingStopped (no export).
     `tf_config` (the TF_CONFIG JSON) with several workers trains across hosts; then
     only the chief writes the model, reports and checkpoints. When no training step
-    finishes for `hp.stall_timeout` seconds (from model building to export),
-    `on_stall(message)` runs; it has to end the process.
+    finishes for `hp.stall_timeout` seconds (from model building to export; loading
+    the channels is not watched), `on_stall(message)` runs; it has to end the process.
     """
     # First: MultiWorkerMirroredStrategy must exist before TensorFlow starts its runtime.
     strategy = choose_strategy(tf_config)

@@ -23,6 +23,10 @@ from sagevit.epoch_log import format_line
 log = logging.getLogger(__name__)
 
 
+def _nothing() -> None:
+    """The default `on_call`: no heartbeat to give."""
+
+
 @dataclass
 class EpochResult:
     epoch: int  # numbered from 1
@@ -145,7 +149,7 @@ class Trainer:
         progress: keras.utils.Progbar | None = None,
         state: Progress | None = None,
         should_stop: Callable[[], bool] | None = None,
-        on_call: Callable[[], None] = lambda: None,
+        on_call: Callable[[], None] = _nothing,
     ) -> tuple[list[float], int, bool]:
         """Train for `steps` steps of the iterator (None: until it runs dry).
 
@@ -178,7 +182,7 @@ class Trainer:
         return sums, done_steps, False
 
     def _evaluate(
-        self, dataset: tf.data.Dataset, on_call: Callable[[], None] = lambda: None
+        self, dataset: tf.data.Dataset, on_call: Callable[[], None] = _nothing
     ) -> list[float]:
         """[loss sum, correct, count] over a plain dataset (a fresh iterator a pass)."""
         sums = [tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)]
@@ -202,7 +206,7 @@ class Trainer:
         start: Progress | None = None,
         checkpoint: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
-        on_call: Callable[[], None] = lambda: None,
+        on_call: Callable[[], None] = _nothing,
     ) -> list[EpochResult]:
         """Train until `epochs`, logging one `epoch=N ...` line after each.
 

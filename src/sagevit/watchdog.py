@@ -11,8 +11,10 @@ process: the main thread is the one that is stuck.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,10 +24,13 @@ log = logging.getLogger(__name__)
 
 
 def exit_stalled(message: str) -> None:
-    """Log why and end the process with status 1 (a failed job)."""
-    log.error("%s", message)
-    logging.shutdown()  # flush the log before the process goes
-    os._exit(1)
+    """Log why and where every thread was, then end the process with status 1."""
+    try:
+        log.error("%s", message)
+        logging.shutdown()  # flush the log before the process goes
+        faulthandler.dump_traceback(sys.stderr, all_threads=True)  # where it was stuck
+    finally:
+        os._exit(1)  # whatever happened above: a stuck job must not stay up
 
 
 class StallWatchdog:
@@ -64,7 +69,7 @@ class StallWatchdog:
         # on at most a quarter-timeout (or 10 s) late.
         while not self._stopped.wait(min(self.timeout / 4, 10.0)):
             idle = time.monotonic() - self._last_beat
-            if idle > self.timeout:
+            if idle > self.timeout and not self._stopped.is_set():  # not: just left
                 self._on_stall(
                     f"no training step finished in {idle:.0f} s (--stall-timeout"
                     f" {self.timeout:g}): a worker is stuck; failing the job"
