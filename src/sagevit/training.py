@@ -103,7 +103,6 @@ class Trainer:
         iterator in one call into TensorFlow, and return the summed outputs and the batches run.
         """
         replica_step = tf.function(step, jit_compile=jit_compile)
-        reduce = self.strategy.reduce
         if self.strategy.num_replicas_in_sync > 1:
             return self._one_step_per_call(replica_step)
 
@@ -115,15 +114,19 @@ class Trainer:
                 batch = iterator.get_next_as_optional()
                 if not batch.has_value():
                     break
-                sums = self.strategy.run(replica_step, args=batch.get_value())
-                totals = tuple(
-                    total + reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-                    for total, value in zip(totals, sums, strict=True)
-                )
+                sums = self._summed(replica_step, batch.get_value())
+                totals = tuple(total + value for total, value in zip(totals, sums, strict=True))
                 done += 1
             return (*totals, done)
 
         return run
+
+    def _summed(self, replica_step: Callable, batch: tuple) -> tuple[tf.Tensor, ...]:
+        """Run one distributed batch on every replica; each output summed over the replicas."""
+        outputs = self.strategy.run(replica_step, args=batch)
+        return tuple(
+            self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in outputs
+        )
 
     def _one_step_per_call(self, replica_step: Callable) -> Callable:
         """The same contract, one step a call: with several replicas the optimizer joins
@@ -131,10 +134,7 @@ class Trainer:
 
         @tf.function
         def one_step(batch: tuple) -> tuple:
-            sums = self.strategy.run(replica_step, args=batch)
-            return tuple(
-                self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in sums
-            )
+            return self._summed(replica_step, batch)
 
         def run(iterator: tf.distribute.DistributedIterator, steps: tf.Tensor) -> tuple:
             batch = next(iterator, None)
