@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -110,16 +111,34 @@ def hung_file(path: Path) -> None:
     threading.Thread(target=answer_once, daemon=True).start()
 
 
-def run_toolkit(base_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the real sagemaker-training `train` command against a SageMaker-layout folder."""
+def toolkit_command(base_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """(command, environment) of the real sagemaker-training `train` command, run
+    against a SageMaker-layout folder instead of /opt/ml."""
     env = {
         **os.environ,
         "SAGEMAKER_BASE_DIR": str(base_dir),
         "SAGEMAKER_TRAINING_MODULE": "sagevit.toolkit:main",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONUNBUFFERED": "1",  # lines reach a log file as they are written
     }
-    command = [sys.executable, "-m", "sagemaker_training.cli.train"]
+    return [sys.executable, "-m", "sagemaker_training.cli.train"], env
+
+
+def run_toolkit(base_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the toolkit's `train` command to the end (`toolkit_command`)."""
+    command, env = toolkit_command(base_dir)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(log: Path, line: str, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait until `line` appears in the log file of a running `process`; fail the test if
+    the process exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while line not in log.read_text():
+        tail = log.read_text()[-3000:]
+        assert process.poll() is None, f"exited before {line!r}:\n{tail}"
+        assert time.monotonic() < deadline, f"no {line!r} within {timeout} s:\n{tail}"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

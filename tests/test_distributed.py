@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import epoch_numbers, hung_file, tiny_flags, write_channel, write_image_tree
+from conftest import (
+    epoch_numbers,
+    hung_file,
+    tiny_flags,
+    wait_for,
+    write_channel,
+    write_image_tree,
+)
 
 from sagevit.distribute import pipeline_batches, tf_config, worker_count
 from sagevit.train import cluster_config
@@ -156,10 +163,7 @@ def test_two_workers_on_loopback_train_one_model(worker_channel, tmp_path):
 def test_a_dead_worker_fails_the_job_with_a_clear_message(worker_channel, tmp_path):
     workers = start_workers(worker_channel, tmp_path, epochs=200)
     (chief, chief_log), (other, _) = workers
-    deadline = time.monotonic() + 300
-    while " epoch=1 loss=" not in chief_log.read_text():
-        assert chief.poll() is None and time.monotonic() < deadline, chief_log.read_text()[-3000:]
-        time.sleep(0.2)
+    wait_for(chief_log, " epoch=1 loss=", chief)
     other.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     code = chief.wait(timeout=240)  # bounded: health checks find the dead peer
@@ -192,13 +196,6 @@ def test_a_stuck_worker_fails_the_job_instead_of_hanging(tmp_path):
     # that the stuck worker is gone, whichever comes first.
     assert re.search(r"no training step finished in|lost another training host", outputs[0])
     assert not (tmp_path / "model0").exists()
-
-
-def wait_for(log: Path, line: str, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while line not in log.read_text():
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
 
 
 def threads(process: subprocess.Popen) -> int:

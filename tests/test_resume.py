@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, epoch_numbers, tiny_flags, write_channel
+from conftest import TINY, epoch_numbers, tiny_flags, toolkit_command, wait_for, write_channel
 
 from sagevit.local import write_training_layout
 
@@ -49,24 +48,11 @@ def cli(channel: Path, model_dir: Path, checkpoints: Path) -> list[str]:
             str(channel), "--model-dir", str(model_dir), "--checkpoint-dir", str(checkpoints), *args]  # fmt: skip
 
 
-def toolkit(base: Path) -> tuple[list[str], dict]:
-    env = {
-        **ENV,
-        "SAGEMAKER_BASE_DIR": str(base),
-        "SAGEMAKER_TRAINING_MODULE": "sagevit.toolkit:main",
-    }
-    return [sys.executable, "-m", "sagemaker_training.cli.train"], env
-
-
 def run_until(command: list[str], env: dict, log: Path, line: str, timeout: float = 300) -> int:
     """Start `command`, send SIGTERM as soon as `line` appears in its output; return its exit code."""
     with open(log, "w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while line not in log.read_text():
-            assert process.poll() is None, f"exited before {line!r}:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"no {line!r} within {timeout} s"
-            time.sleep(0.05)
+        wait_for(log, line, process, timeout)
         process.send_signal(signal.SIGTERM)
         return process.wait(timeout=120)
 
@@ -117,7 +103,7 @@ def test_toolkit_sigterm_is_stopped_not_failed_and_resumes(big_channel, tmp_path
         {**TINY, "epochs": EPOCHS},
         {"train": big_channel, "validation": big_channel},
     )
-    command, env = toolkit(base)
+    command, env = toolkit_command(base)
     code = run_until(command, env, tmp_path / "first.log", " epoch=1 loss=")
     first = (tmp_path / "first.log").read_text()
     assert code == 0, first[-3000:]
