@@ -103,19 +103,6 @@ def pipeline_batches(
     return dataset.skip(skip_steps * per_step)
 
 
-def sharded_input(
-    strategy: tf.distribute.Strategy,
-    examples: tf.data.Dataset,
-    batches: Callable[[tf.data.Dataset, int, int], tf.data.Dataset],
-    global_batch_size: int,
-    skip_steps: int = 0,
-) -> tf.distribute.DistributedDataset:
-    """`pipeline_batches` for every input pipeline of the strategy."""
-    return strategy.distribute_datasets_from_function(
-        lambda context: pipeline_batches(context, examples, batches, global_batch_size, skip_steps)
-    )
-
-
 class WorkerLost(RuntimeError):
     """Another worker died or stopped answering: the job fails instead of hanging."""
 

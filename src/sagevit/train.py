@@ -44,7 +44,7 @@ from sagevit.distribute import (
     WorkerLost,
     choose_strategy,
     is_chief,
-    sharded_input,
+    pipeline_batches,
     tf_config,
     worker_count,
 )
@@ -125,7 +125,9 @@ def run(
             epochs = tf.data.Dataset.range(first_epoch, hp.epochs + 1)
             return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
-        return sharded_input(strategy, examples, batches, batch_size, skip_steps)
+        return strategy.distribute_datasets_from_function(  # one pipeline per worker
+            lambda context: pipeline_batches(context, examples, batches, batch_size, skip_steps)
+        )
 
     val_data = None
     if val_split is not None:  # every worker evaluates all of it, on its own
