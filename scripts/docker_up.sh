@@ -10,10 +10,10 @@
 #    if no daemon answers, and waits until one does. Everything is built and run
 #    with --network host: no bridge networks, no private-range addresses.
 # 3. With --standin, builds the stand-in for tensorflow/tensorflow:<version>-gpu, which cannot be
-#    pulled here, when it is absent or its recipe (this file) has changed:
-#    debootstrap Debian bookworm minbase with python3, pip and ca-certificates,
-#    this machine's CA bundle copied in, `docker import`, then `pip install` of
-#    the same TensorFlow distribution and version the real base ships.
+#    pulled here, when it is absent or its recipe (this file, docker/standin.Dockerfile) has
+#    changed: debootstrap Debian bookworm minbase with ca-certificates, this machine's CA bundle
+#    copied in, `docker import`, then docker/standin.Dockerfile replays the real image's recipe
+#    on it (docs/standin.md).
 # Quick when everything exists already.
 set -euo pipefail
 
@@ -25,19 +25,11 @@ DOCKERD_LOG="${DOCKERD_LOG:-/var/log/sagevit-dockerd.log}"
 
 log() { echo "[docker_up] $*" >&2; }
 
-# The second half of the recipe: TensorFlow installed into the imported root.
-# shellcheck disable=SC2016  # the ${...} are docker build arguments, not bash's
-STANDIN_DOCKERFILE='
-ARG ROOTFS
-FROM ${ROOTFS}
-ARG TF_VERSION
-ENV LANG=C.UTF-8 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python3 -m pip install "tensorflow==${TF_VERSION}"
-'
+STANDIN_DOCKERFILE="$(dirname "$0")/../docker/standin.Dockerfile"
 
 # The recipe's fingerprint: the root filesystem steps, the Dockerfile, the TF version.
 recipe_hash() {
-    { declare -f build_rootfs; echo "$STANDIN_DOCKERFILE"; echo "$TF_VERSION"; } \
+    { declare -f build_rootfs build_context; cat "$STANDIN_DOCKERFILE"; echo "$TF_VERSION"; } \
         | sha256sum | cut -c1-12
 }
 
@@ -81,15 +73,20 @@ build_rootfs() {
     local tag="$1" dir
     dir="$(mktemp -d)"
     log "debootstrap bookworm minbase into $dir"
-    debootstrap --variant=minbase --include=python3,python3-pip,ca-certificates \
-        bookworm "$dir" "$DEBIAN_MIRROR" >&2
-    # pip inside the container needs this machine's CA bundle to reach the package index.
+    debootstrap --variant=minbase --include=ca-certificates bookworm "$dir" "$DEBIAN_MIRROR" >&2
+    # apt and pip inside the container need this machine's CA bundle to reach the registries.
     cp /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/ca-certificates.crt"
-    # The real base image lets pip install into the system Python; so does the stand-in.
-    rm -f "$dir"/usr/lib/python3*/EXTERNALLY-MANAGED
     rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
     tar -C "$dir" -c . | docker import - "$tag" >&2
     rm -rf "$dir"
+}
+
+# What the recipe downloads from outside PyPI's index, taken from PyPI instead: pip's wheel
+# (get-pip.py bundles it) and blinker 1.4's source release (Ubuntu 22.04 packages that version).
+build_context() {
+    local dir="$1"
+    python3 -m pip download --quiet --no-deps --only-binary :all: --dest "$dir" pip >&2
+    python3 -m pip download --quiet --no-deps --no-binary :all: --dest "$dir" blinker==1.4 >&2
 }
 
 build_standin() {
@@ -103,9 +100,14 @@ build_standin() {
     if ! docker image inspect "$ROOTFS_IMAGE:$hash" >/dev/null 2>&1; then
         build_rootfs "$ROOTFS_IMAGE:$hash"
     fi
-    log "installing tensorflow==$TF_VERSION into the stand-in base"
-    docker build --network host -t "$tag" --build-arg "ROOTFS=$ROOTFS_IMAGE:$hash" \
-        --build-arg "TF_VERSION=$TF_VERSION" - <<<"$STANDIN_DOCKERFILE" >&2
+    local context
+    context="$(mktemp -d)"
+    build_context "$context"
+    log "replaying the real base's recipe (docker/standin.Dockerfile) with tensorflow==$TF_VERSION"
+    docker build --network host -t "$tag" -f "$STANDIN_DOCKERFILE" \
+        --build-arg "ROOTFS=$ROOTFS_IMAGE:$hash" --build-arg "TF_VERSION=$TF_VERSION" \
+        "$context" >&2
+    rm -rf "$context"
     remove_old "$STANDIN_REPO" "$tag"
     remove_old "$ROOTFS_IMAGE" "$ROOTFS_IMAGE:$hash"
     echo "$tag"

@@ -9,10 +9,26 @@ def test_defaults_respect_sagemaker_limits():
     assert s.workers >= 1 and s.workers * s.intra_op_threads >= 1
 
 
-def test_threads_split_the_cores_between_workers(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
-    s = from_environ({"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+def test_threads_split_the_cores_between_workers():
+    s = from_environ({"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}, cpus=8, gpu_files=[])
     assert (s.workers, s.intra_op_threads, s.inter_op_threads) == (2, 4, 1)
+
+
+def test_default_workers_one_per_cpu_of_the_quota_without_gpus():
+    s = from_environ({}, cpus=3, gpu_files=[])
+    assert (s.workers, s.intra_op_threads, s.gpus) == (3, 1, [])
+
+
+def test_default_workers_one_per_gpu_with_the_cores_split_between_them():
+    s = from_environ({}, cpus=16, gpu_files=["nvidia0", "nvidia1", "nvidia2", "nvidia3"])
+    assert (s.workers, s.intra_op_threads, s.gpus) == (4, 4, ["0", "1", "2", "3"])
+
+
+def test_cuda_visible_devices_chooses_the_gpus():
+    s = from_environ({"CUDA_VISIBLE_DEVICES": "2, 3"}, cpus=8, gpu_files=["nvidia0"])
+    assert (s.workers, s.gpus) == (2, ["2", "3"])
+    hidden = from_environ({"CUDA_VISIBLE_DEVICES": "-1"}, cpus=8, gpu_files=["nvidia0"])
+    assert (hidden.workers, hidden.gpus) == (8, [])
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
@@ -90,6 +90,7 @@ def create_app(
     load_wait: float = 30.0,
     background: bool = True,
     on_load_error: Callable[[BaseException], None] | None = None,
+    gpu_files: Sequence[str] = (),
 ) -> Flask:
     """Build the app for the model exported in `model_dir` (or an already loaded `predictor`).
 
@@ -103,6 +104,7 @@ def create_app(
         so an invocation can reach a worker a moment before its model is ready.
     background: load the model in a thread (True) or before returning (False).
     on_load_error: called if loading fails, e.g. to stop the worker process.
+    gpu_files: the GPU device files the container was given, for the device log line.
     """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_payload_mb * 1024 * 1024)
@@ -114,11 +116,15 @@ def create_app(
             return predictor
         if model_dir is None:
             raise ValueError("create_app needs a model_dir or a predictor")
-        if tf_threads is not None:
+        if tf_threads is not None:  # a fresh worker: TensorFlow has not started yet
             import tensorflow as tf
+
+            from sagevit.gpu import grow_memory_as_needed, log_devices
 
             tf.config.threading.set_intra_op_parallelism_threads(tf_threads[0])
             tf.config.threading.set_inter_op_parallelism_threads(tf_threads[1])
+            grow_memory_as_needed()
+            log_devices(gpu_files)
         return Predictor.load(model_dir)
 
     if background and predictor is None:

@@ -5,10 +5,14 @@
 | SM_MODEL_DIR                    | /opt/ml/model    | where SageMaker unpacks model.tar.gz           |
 | SAGEMAKER_BIND_TO_PORT          | 8080             | the port SageMaker sends /ping and /invocations |
 | SAGEVIT_BIND_HOST               | 0.0.0.0          | all interfaces in a container; 127.0.0.1 in tests |
-| SAGEMAKER_MODEL_SERVER_WORKERS  | number of CPUs   | one model per worker, one worker per core      |
+| SAGEMAKER_MODEL_SERVER_WORKERS  | GPUs, else CPUs  | one model per GPU, or one per core (the quota) |
 | SAGEMAKER_MODEL_SERVER_TIMEOUT  | 60               | seconds; SageMaker gives up on a request at 60 |
 | SAGEMAKER_MAX_PAYLOAD_IN_MB     | 6                | SageMaker's real-time request limit            |
 | SAGEVIT_TF_INTRA_OP_THREADS     | CPUs // workers  | workers × threads = cores: no oversubscription |
+
+CPUs are the container's share (cgroup quota and affinity), not the host's cores; GPUs are
+the /dev/nvidiaN files the NVIDIA runtime gave the container, each worker pinned to one
+(gunicorn_conf.py) and taking GPU memory as it needs it.
 | SAGEVIT_TF_INTER_OP_THREADS     | 1                | one small graph at a time per worker           |
 """
 
@@ -16,7 +20,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from sagevit.machine import available_cpus, given_gpus
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class Settings:
     max_payload_mb: float
     intra_op_threads: int
     inter_op_threads: int
+    gpus: list[str] = field(default_factory=list)  # CUDA ordinals the workers are pinned to
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -44,10 +51,16 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) 
     return value
 
 
-def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
+def from_environ(
+    environ: Mapping[str, str] | None = None,
+    cpus: int | None = None,
+    gpu_files: list[str] | None = None,
+) -> Settings:
+    """The settings from `environ`; `cpus` and `gpu_files` default to this container's."""
     environ = os.environ if environ is None else environ
-    cpus = os.cpu_count() or 1
-    workers = _int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", cpus)
+    cpus = available_cpus() if cpus is None else cpus
+    gpus = gpu_ordinals(environ, given_gpus() if gpu_files is None else gpu_files)
+    workers = _int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", len(gpus) or cpus)
     payload = environ.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "").strip() or "6"
     try:
         max_payload_mb = float(payload)
@@ -62,4 +75,14 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         max_payload_mb=max_payload_mb,
         intra_op_threads=_int(environ, "SAGEVIT_TF_INTRA_OP_THREADS", max(1, cpus // workers)),
         inter_op_threads=_int(environ, "SAGEVIT_TF_INTER_OP_THREADS", 1),
+        gpus=gpus,
     )
+
+
+def gpu_ordinals(environ: Mapping[str, str], gpu_files: list[str]) -> list[str]:
+    """The CUDA device numbers to spread workers over: CUDA_VISIBLE_DEVICES if set, else one
+    per GPU device file (CUDA numbers a container's GPUs from 0, whatever their /dev names)."""
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [part.strip() for part in visible.split(",") if part.strip() not in ("", "-1")]
+    return [str(index) for index in range(len(gpu_files))]

@@ -8,6 +8,7 @@ worker starts or restarts, the others take the traffic.
 import logging
 import os
 
+from sagevit.machine import given_gpus
 from sagevit_serve import settings
 from sagevit_serve.app import create_app
 
@@ -30,4 +31,5 @@ app = create_app(
     max_concurrent_transforms=_s.workers,
     background=False,
     on_load_error=_stop_worker,
+    gpu_files=given_gpus(),
 )

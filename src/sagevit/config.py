@@ -106,6 +106,10 @@ class Hyperparameters:
         "auto",
         "auto (bfloat16 on GPUs that have it, float16 on older ones, float32 on CPU), or one",
     )
+    allow_cpu: bool = _field(
+        False,
+        "train on the CPU even when the container was given GPUs that TensorFlow cannot use",
+    )
 
     def __post_init__(self) -> None:
         positive = ("image_size", "patch_size", "num_layers", "d_model", "num_heads")

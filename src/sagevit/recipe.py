@@ -19,11 +19,6 @@ def choose_precision(setting: str, gpu_capabilities: list[tuple[int, int]]) -> s
     return "bfloat16" if min(gpu_capabilities) >= (8, 0) else "float16"
 
 
-def gpu_capabilities() -> list[tuple[int, int]]:
-    details = map(tf.config.experimental.get_device_details, tf.config.list_physical_devices("GPU"))
-    return [tuple(d.get("compute_capability", (0, 0))) for d in details]
-
-
 def make_schedule(
     hp: Hyperparameters, steps_per_epoch: int
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:

@@ -22,6 +22,7 @@ from sagemaker_training import environment, errors, files, mapping
 from sagevit.config import ConfigError, parse_hyperparameters
 from sagevit.data import DataError
 from sagevit.distribute import WorkerLost
+from sagevit.gpu import GpuUnavailable
 from sagevit.signals import StopOnSigterm
 from sagevit.train import cluster_config, configure_logging, run
 from sagevit.training import TrainingStopped
@@ -52,7 +53,7 @@ def main() -> None:
                 tf_config=cluster_config(env.hosts, env.current_host),
                 on_stall=fail_stalled,
             )
-    except (ConfigError, DataError, WorkerLost) as error:
+    except (ConfigError, DataError, WorkerLost, GpuUnavailable) as error:
         raise errors.ClientError(str(error)) from None
     except TrainingStopped as stopped:
         # Exit 0 with neither a success nor a failure file: SageMaker, which sent the

@@ -49,7 +49,9 @@ from sagevit.distribute import (
     worker_count,
 )
 from sagevit.export import export_model
-from sagevit.recipe import build_model, choose_precision, gpu_capabilities
+from sagevit.gpu import GpuUnavailable, log_devices, require_gpus
+from sagevit.machine import given_gpus
+from sagevit.recipe import build_model, choose_precision
 from sagevit.reports import TensorBoardLogger, write_reports
 from sagevit.signals import StopOnSigterm, rearm
 from sagevit.training import EpochResult, Trainer, TrainingStopped
@@ -70,6 +72,7 @@ def run(
     should_stop: Callable[[], bool] | None = None,
     tf_config: str | None = None,
     on_stall: Callable[[str], None] = exit_stalled,
+    dev_dir: str | Path = "/dev",
 ) -> list[EpochResult]:
     """Load the channels, train, and export to `model_dir`. Raises ConfigError or DataError.
 
@@ -81,10 +84,15 @@ def run(
     only the chief writes the model, reports and checkpoints. When no training step
     finishes for `hp.stall_timeout` seconds (from model building to export; loading
     the channels is not watched), `on_stall(message)` runs; it has to end the process.
+    GPU device files in `dev_dir` that TensorFlow cannot use raise GpuUnavailable, unless
+    `hp.allow_cpu`.
     """
     # First: MultiWorkerMirroredStrategy must exist before TensorFlow starts its runtime.
     strategy = choose_strategy(tf_config)
     rearm()  # TensorFlow's coordination service may have taken SIGTERM over
+    given = given_gpus(dev_dir)
+    gpus = log_devices(given)
+    require_gpus(given, gpus, hp.allow_cpu)
     if hp.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(
             f"--batch-size {hp.batch_size} must be divisible by the"
@@ -133,9 +141,8 @@ def run(
     if val_split is not None:  # every worker evaluates all of it, on its own
         val_data = make_dataset(val_split, batch_size, False, hp.num_classes)
 
-    capabilities = gpu_capabilities()
-    precision = choose_precision(hp.mixed_precision, capabilities)
-    jit_compile = hp.jit_compile == "true" or (hp.jit_compile == "auto" and bool(capabilities))
+    precision = choose_precision(hp.mixed_precision, [gpu.compute_capability for gpu in gpus])
+    jit_compile = hp.jit_compile == "true" or (hp.jit_compile == "auto" and bool(gpus))
     keras.mixed_precision.set_global_policy(
         "float32" if precision == "float32" else f"mixed_{precision}"
     )
@@ -278,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError) as error:
         log.error("%s", error)
         return 2
+    except GpuUnavailable as error:
+        log.error("%s", error)
+        return 1
     except TrainingStopped as stopped:
         log.warning("%s; run the same command again to resume", stopped)
         return 0
