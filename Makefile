@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 IMAGE ?= sagevit:latest
 BASE_IMAGE ?= tensorflow/tensorflow:2.21.0-gpu
 STANDIN_IMAGE ?= sagevit:standin
+GPU_CHECK_IMAGE ?= sagevit:gpu-check
 GPU_FLAGS := $(shell nvidia-smi -L >/dev/null 2>&1 && echo --gpus all)
 LOCAL_DIR ?= build/local
 DATA ?=
@@ -48,7 +49,7 @@ URL ?=
 EVAL_DIR ?= build/evaluation
 AWS_ARGS = $(if $(AWS_REGION),--region $(AWS_REGION)) $(if $(BUCKET),--bucket $(BUCKET))
 
-.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo bench-serve bench-train
+.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train
 .PHONY: push data train deploy predict clean
 
 help: ## List the targets
@@ -78,8 +79,10 @@ format: install ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-build: ## Build the image (IMAGE=, BASE_IMAGE= override the tag and base)
-	docker build --network host -f docker/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+build: ## Build the image on BASE_IMAGE, pulled if missing; on its stand-in if it cannot be pulled
+	@base=$$(bash scripts/docker_up.sh --base $(BASE_IMAGE) | tail -n 1) && \
+	echo "building $(IMAGE) on $$base" && \
+	docker build --network host -f docker/Dockerfile --build-arg BASE_IMAGE=$$base -t $(IMAGE) .
 
 build-standin: ## Build the image on the stand-in TensorFlow base, as CI does; prints the image
 	@base=$$(bash scripts/docker_up.sh --standin | tail -n 1) && \
@@ -99,6 +102,11 @@ serve-local: image ## Serve the train-local model from the image on 127.0.0.1:80
 
 demo: install image ## Train and serve in the image, query it with curl (DATA= for CIFAR-10 or your images)
 	$(PY) -m scripts.demo --image $(IMAGE) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS))
+
+gpu-check: install ## On a GPU machine: build on the real base, train and serve with --gpus all, check both
+	docker image inspect $(BASE_IMAGE) >/dev/null 2>&1 || docker pull $(BASE_IMAGE)
+	docker build --network host -f docker/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(GPU_CHECK_IMAGE) .
+	$(PY) -m scripts.gpu_check --image $(GPU_CHECK_IMAGE)
 
 bench-serve: install ## Benchmark the server against a naive Flask+predict one; writes bench/results/serve.json
 	$(PY) -m scripts.bench_serve

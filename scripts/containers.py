@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 # SageMaker names training hosts algo-1, algo-2, ...; the name must resolve in the container.
@@ -36,16 +37,19 @@ def image_exists(image: str) -> bool:
     )
 
 
-def training_command(image: str, opt_ml: Path, checkpoints: Path | None = None) -> list[str]:
+def training_command(
+    image: str, opt_ml: Path, checkpoints: Path | None = None, extra_flags: Sequence[str] = ()
+) -> list[str]:
     """`docker run IMAGE train` with `opt_ml` as /opt/ml, as SageMaker runs a training job;
-    `checkpoints`, if given, is mounted at /opt/ml/checkpoints (what SageMaker syncs to S3)."""
+    `checkpoints`, if given, is mounted at /opt/ml/checkpoints (what SageMaker syncs to S3);
+    `extra_flags` go to `docker run`."""
     mounts = ["-v", f"{opt_ml.resolve()}:/opt/ml"]
     if checkpoints is not None:
         checkpoints.mkdir(parents=True, exist_ok=True)
         mounts += ["-v", f"{checkpoints.resolve()}:/opt/ml/checkpoints"]
     return [
         "docker", "run", "--network", "host", "--add-host", f"{TRAINING_HOST}:127.0.0.1",
-        *mounts, *gpu_flags(), image, "train",
+        *mounts, *gpu_flags(), *extra_flags, image, "train",
     ]  # fmt: skip
 
 
@@ -55,10 +59,11 @@ def run_training(
     timeout: float = 1800,
     capture: bool = False,
     checkpoints: Path | None = None,
+    extra_flags: Sequence[str] = (),
 ) -> subprocess.CompletedProcess:
     """Run a training container to the end (removed after). Output streams to our
     terminal unless `capture` is set."""
-    command = training_command(image, opt_ml, checkpoints)
+    command = training_command(image, opt_ml, checkpoints, extra_flags)
     command.insert(2, "--rm")
     return subprocess.run(command, timeout=timeout, capture_output=capture, text=True)
 
@@ -70,8 +75,11 @@ def start_training(image: str, opt_ml: Path, checkpoints: Path | None = None) ->
     return docker(*command[1:]).strip()
 
 
-def start_serving(image: str, model_dir: Path, port: int, workers: int | None = None) -> str:
-    """`docker run -d IMAGE serve` on 127.0.0.1:port; return the container id."""
+def start_serving(
+    image: str, model_dir: Path, port: int, workers: int | None = None, gpus: bool | None = None
+) -> str:
+    """`docker run -d IMAGE serve` on 127.0.0.1:port; return the container id.
+    `gpus`: with `--gpus all` (True), without (False), or if this machine has a GPU (None)."""
     env = ["-e", f"SAGEMAKER_BIND_TO_PORT={port}", "-e", "SAGEVIT_BIND_HOST=127.0.0.1"]
     if workers is not None:
         env += ["-e", f"SAGEMAKER_MODEL_SERVER_WORKERS={workers}"]
@@ -83,7 +91,7 @@ def start_serving(image: str, model_dir: Path, port: int, workers: int | None = 
         *env,
         "-v",
         f"{model_dir.resolve()}:/opt/ml/model:ro",
-        *gpu_flags(),
+        *(gpu_flags() if gpus is None else ["--gpus", "all"] if gpus else []),
         image,
         "serve",
     )

@@ -3,6 +3,8 @@
 #
 #   scripts/docker_up.sh             # install and start Docker
 #   scripts/docker_up.sh --standin   # ... and build the stand-in base; prints its reference last
+#   scripts/docker_up.sh --base IMAGE  # ... IMAGE, pulled if missing; the stand-in if it cannot be
+#                                      # pulled (one line says so); prints the base to build on
 #
 # 1. Installs docker.io, debootstrap and docker-registry (the local registry the push
 #    test pushes to) with apt if they are missing.
@@ -113,8 +115,22 @@ build_standin() {
     echo "$tag"
 }
 
+# The real base when this machine has it or can pull it, else the stand-in of its recipe.
+choose_base() {
+    local image="$1" error
+    if docker image inspect "$image" >/dev/null 2>&1; then
+        echo "$image"
+    elif error="$(timeout "${PULL_TIMEOUT:-1800}" docker pull "$image" 2>&1 >/dev/null)"; then
+        echo "$image"
+    else
+        log "cannot pull $image (${error##*$'\n'}); building on the stand-in that replays its recipe (docs/standin.md)"
+        build_standin
+    fi
+}
+
 install_packages
 start_daemon
-if [[ "${1:-}" == "--standin" ]]; then
-    build_standin
-fi
+case "${1:-}" in
+    --standin) build_standin ;;
+    --base) choose_base "${2:?--base needs an image}" ;;
+esac

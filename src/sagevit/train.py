@@ -154,12 +154,14 @@ def run(
         checkpoints = CheckpointDir(checkpoint_dir, hp.keep_checkpoints) if checkpoint_dir else None
         model, optimizer, start = build_model(hp, strategy, steps_per_epoch, precision, checkpoints)
         log.info(
-            "training %s (%d parameters) on %d examples, validating on %d, %d replica(s)",
+            "training %s (%d parameters) on %d examples, validating on %d, %d replica(s),"
+            " weights on %s",
             model.name,
             model.count_params(),
             len(train_split),
             0 if val_split is None else len(val_split),
             strategy.num_replicas_in_sync,
+            model.trainable_variables[0].value.device,  # where the training step runs
         )
         trainer = Trainer(
             model,
