@@ -72,7 +72,7 @@ test-fast: install ## Run the fast tests only
 lint: install ## ruff check, ruff format --check, hadolint, shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/hadolint docker/Dockerfile
+	$(VENV)/bin/hadolint docker/Dockerfile docker/standin.Dockerfile
 	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
 
 format: install ## Apply ruff's fixes and formatting

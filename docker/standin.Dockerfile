@@ -26,7 +26,8 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
 
 # setup.sources.sh: these four with their recommended packages, as the recipe installs them.
 # software-properties-common brings apt's Python packages into /usr/lib/python3/dist-packages.
-# hadolint ignore=DL3008,DL3015
+# The next step, like the recipe's, uses the package lists and then deletes them.
+# hadolint ignore=DL3008,DL3009,DL3015
 RUN apt-get update \
     && apt-get install -y gnupg ca-certificates wget software-properties-common
 
@@ -43,11 +44,9 @@ RUN apt-get install -y --no-install-recommends build-essential pkg-config curl u
 # refuses to uninstall. Bookworm's is 1.5 with a RECORD; put 1.4 in its place the same way Ubuntu
 # did (setuptools hidden, so setup.py falls back to distutils). Ubuntu's other apt packages carry
 # no RECORD either, so pip cannot uninstall them; drop the RECORDs bookworm ships.
-COPY blinker-1.4.tar.gz /tmp/standin/
-WORKDIR /tmp/standin
-RUN tar -xzf blinker-1.4.tar.gz \
-    && rm -rf /usr/lib/python3/dist-packages/blinker /usr/lib/python3/dist-packages/blinker-*.dist-info \
-    && cd blinker-1.4 \
+ADD blinker-1.4.tar.gz /tmp/standin/
+WORKDIR /tmp/standin/blinker-1.4
+RUN rm -rf /usr/lib/python3/dist-packages/blinker /usr/lib/python3/dist-packages/blinker-*.dist-info \
     && python3 -c "import sys; sys.modules['setuptools'] = None; sys.argv[0] = 'setup.py'; \
 exec(compile(open('setup.py').read(), 'setup.py', 'exec'))" \
         install --install-lib /usr/lib/python3/dist-packages \
@@ -55,8 +54,9 @@ exec(compile(open('setup.py').read(), 'setup.py', 'exec'))" \
     && find /usr/lib/python3/dist-packages -path '*.dist-info/RECORD' -delete
 
 # setup.python.sh: python3 is 3.11, headers linked, and PyPI's pip (get-pip.py installs it with
-# setuptools and wheel) in /usr/local. No EXTERNALLY-MANAGED marker, as on Ubuntu 22.04.
+# the newest setuptools and wheel) in /usr/local. No EXTERNALLY-MANAGED marker, as on Ubuntu 22.04.
 COPY pip-*.whl /tmp/standin/
+# hadolint ignore=DL3013
 RUN ln -sf /usr/bin/python3.11 /usr/bin/python3 \
     && ln -sf /usr/bin/python3.11 /usr/bin/python \
     && ln -sf /usr/include/python3.11 /usr/local/include/python3.11 \

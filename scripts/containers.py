@@ -76,10 +76,16 @@ def start_training(image: str, opt_ml: Path, checkpoints: Path | None = None) ->
 
 
 def start_serving(
-    image: str, model_dir: Path, port: int, workers: int | None = None, gpus: bool | None = None
+    image: str,
+    model_dir: Path,
+    port: int,
+    workers: int | None = None,
+    gpus: bool | None = None,
+    extra_flags: Sequence[str] = (),
 ) -> str:
     """`docker run -d IMAGE serve` on 127.0.0.1:port; return the container id.
-    `gpus`: with `--gpus all` (True), without (False), or if this machine has a GPU (None)."""
+    `gpus`: with `--gpus all` (True), without (False), or if this machine has a GPU (None);
+    `extra_flags` go to `docker run`."""
     env = ["-e", f"SAGEMAKER_BIND_TO_PORT={port}", "-e", "SAGEVIT_BIND_HOST=127.0.0.1"]
     if workers is not None:
         env += ["-e", f"SAGEMAKER_MODEL_SERVER_WORKERS={workers}"]
@@ -92,6 +98,7 @@ def start_serving(
         "-v",
         f"{model_dir.resolve()}:/opt/ml/model:ro",
         *(gpu_flags() if gpus is None else ["--gpus", "all"] if gpus else []),
+        *extra_flags,
         image,
         "serve",
     )

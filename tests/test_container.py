@@ -7,6 +7,8 @@ The image is built on the stand-in TensorFlow base by `make build-standin`
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import time
 
 import keras
@@ -101,6 +103,16 @@ def test_ping_answers_200_in_bounded_time(serving):
     _, _, seconds, _ = serving
     print(f"\n/ping answered 200 {seconds:.1f} s after docker run ... serve")
     assert seconds < PING_WITHIN_SECONDS
+
+
+def test_each_worker_logs_the_devices_tensorflow_sees(serving):
+    logs = subprocess.run(["docker", "logs", serving[3]], capture_output=True, text=True)
+    device_lines = re.findall(
+        r"TensorFlow 2\.21\.0 \(built for CUDA 12\.5\.1, cuDNN 9\) sees no GPU"
+        r" \(GPU devices given: none\); running on (\d+) CPU",
+        logs.stdout + logs.stderr,
+    )
+    assert device_lines and all(int(cpus) >= 1 for cpus in device_lines)
 
 
 def test_curl_invocations_returns_probabilities_equal_to_in_process(serving, images, tmp_path):

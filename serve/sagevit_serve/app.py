@@ -119,12 +119,12 @@ def create_app(
         if tf_threads is not None:  # a fresh worker: TensorFlow has not started yet
             import tensorflow as tf
 
-            from sagevit.gpu import grow_memory_as_needed, log_devices
+            from sagevit.gpu import grow_memory_as_needed, log_devices, require_gpus
 
             tf.config.threading.set_intra_op_parallelism_threads(tf_threads[0])
             tf.config.threading.set_inter_op_parallelism_threads(tf_threads[1])
             grow_memory_as_needed()
-            log_devices(gpu_files)
+            require_gpus(gpu_files, log_devices(gpu_files), allow_cpu=True)  # warns
         return Predictor.load(model_dir)
 
     if background and predictor is None:

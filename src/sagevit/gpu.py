@@ -122,13 +122,14 @@ def require_gpus(
     allow_cpu: bool,
     reason: Callable[[], str] = lambda: diagnose(driver_path(), load_libraries()),
 ) -> None:
-    """Raise GpuUnavailable when GPUs were given but TensorFlow sees none (a warning with allow_cpu)."""
+    """Raise GpuUnavailable when GPUs were given but TensorFlow sees none; with `allow_cpu`
+    (train's --allow-cpu, and always for `serve`), log it as a warning instead."""
     if not given or gpus:
         return
     devices = ", ".join(f"/dev/{name}" for name in given)
     message = f"This container was given GPUs ({devices}) but TensorFlow {tf.__version__} sees none: {reason()}"
     if allow_cpu:
-        log.warning("%s; training on the CPU because of --allow-cpu", message)
+        log.warning("%s; running on the CPU instead", message)
         return
     raise GpuUnavailable(f"{message}; pass --allow-cpu True to train on the CPU anyway.")
 
