@@ -5,7 +5,7 @@
 # bookworm instead of Ubuntu 22.04, and is never kinder than it: apt's Python packages that pip
 # cannot uninstall, a distutils-installed blinker 1.4, PyPI's pip in /usr/local, TensorFlow
 # without the CUDA libraries it was built for, CUDA 12.3 libraries in the linker cache.
-# docs/standin.md lists every remaining difference.
+# docs/base-image.md lists every remaining difference.
 #
 # Built by `scripts/docker_up.sh --standin`: ROOTFS is a debootstrapped bookworm, and the build
 # context holds PyPI's pip wheel and blinker's 1.4 source release (downloaded by that script).

@@ -15,7 +15,7 @@
 #    pulled here, when it is absent or its recipe (this file, docker/standin.Dockerfile) has
 #    changed: debootstrap Debian bookworm minbase with ca-certificates, this machine's CA bundle
 #    copied in, `docker import`, then docker/standin.Dockerfile replays the real image's recipe
-#    on it (docs/standin.md).
+#    on it (docs/base-image.md).
 # Quick when everything exists already.
 set -euo pipefail
 
@@ -123,7 +123,7 @@ choose_base() {
     elif error="$(timeout "${PULL_TIMEOUT:-1800}" docker pull "$image" 2>&1 >/dev/null)"; then
         echo "$image"
     else
-        log "cannot pull $image (${error##*$'\n'}); building on the stand-in that replays its recipe (docs/standin.md)"
+        log "cannot pull $image (${error##*$'\n'}); building on the stand-in that replays its recipe (docs/base-image.md)"
         build_standin
     fi
 }
