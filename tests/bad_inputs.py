@@ -37,7 +37,15 @@ def _png(size=(32, 32)):
     return buffer.getvalue()
 
 
+def _npy_with_header(header: str, data: bytes = b"") -> bytes:
+    """A .npy version 1.0 file with this header text (padded as numpy pads it)."""
+    text = header.encode("latin1")
+    text += b" " * (63 - (len(text) + 10) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + data
+
+
 ZEROS = np.zeros((32, 32, 3))
+ZEROS_JSON = json.dumps(ZEROS.tolist())
 JSON, JSONL, CSV, NPY, JPEG, PNG = (
     "application/json", "application/jsonlines", "text/csv",
     "application/x-npy", "image/jpeg", "image/png",
@@ -57,7 +65,7 @@ CORPUS = [
     ("empty instances", JSON, b'{"instances": []}', 400, "holds no images"),
     ("ragged", JSON, b"[[1, 2], [3]]", 400, "ragged"),
     ("strings", JSON, b'[["a", "b"]]', 400, "numeric"),
-    ("booleans in nested lists", JSON, b"[[[true]]]", 400, "shape"),
+    ("booleans in nested lists", JSON, b"[[[true]]]", 400, "numbers, not true or false"),
     (
         "wrong size",
         JSON,
@@ -87,6 +95,65 @@ CORPUS = [
     ),
     ("deep nesting", JSON, b"[" * 50_000 + b"]" * 50_000, 400, "nested deeper"),
     ("deep objects", JSON, b'{"a":' * 100 + b"1" + b"}" * 100, 400, "nested deeper"),
+    (
+        "closing brackets in a string hide deep nesting",
+        JSON,
+        b'["' + b"]" * 5000 + b'", ' + b"[" * 5000 + b"]" * 5000 + b"]",
+        400,
+        "nested deeper",
+    ),
+    (
+        "escaped quote does not end a string",
+        JSON,
+        b'["\\"' + b"[" * 50 + b'", 1]',
+        400,
+        "only numbers as pixels",
+    ),
+    ("integer too long to parse", JSON, b"[" + b"7" * 5000 + b"]", 400, "digits"),
+    ("integer too long in a line", JSONL, b"[" + b"7" * 5000 + b"]", 400, "line 1"),
+    (
+        "huge integer pixel",
+        JSON,
+        ZEROS_JSON.replace("0.0", "1" + "0" * 40, 1).encode(),
+        400,
+        "finite",
+    ),
+    ("boolean pixel", JSON, ZEROS_JSON.replace("0.0", "true", 1).encode(), 400, "numbers"),
+    (
+        "numeric string pixel",
+        JSON,
+        ZEROS_JSON.replace("0.0", '"5"', 1).encode(),
+        400,
+        "only numbers",
+    ),
+    ("boolean npy", NPY, _npy(np.zeros((32, 32, 3), bool)), 400, "not a real number"),
+    (
+        "npy shape too large for memory",
+        NPY,
+        _npy_with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (10000000000, 32, 32, 3), }"
+        ),
+        400,
+        "declares shape",
+    ),
+    (
+        "npy shape too large for an integer",
+        NPY,
+        _npy_with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (" + "9" * 80 + ", 3), }"
+        ),
+        400,
+        "declares shape",
+    ),
+    (
+        "npy header syntax error",
+        NPY,
+        _npy_with_header("{'descr': '<f4', 'shape': (1, 2"),
+        400,
+        "not a readable .npy",
+    ),
+    ("npy header not a dict", NPY, _npy_with_header("[1, 2, 3]"), 400, "not a readable .npy"),
+    ("npy version 9", NPY, b"\x93NUMPY\x09\x00" + b"\x00" * 64, 400, "not a readable .npy"),
     ("jsonlines empty", JSONL, b"\n\n", 400, "no lines"),
     ("jsonlines bad line", JSONL, json.dumps(ZEROS.tolist()).encode() + b"\n{oops", 400, "line 2"),
     ("csv short row", CSV, b"1,2,3", 400, "3072 values"),

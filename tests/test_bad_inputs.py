@@ -85,3 +85,44 @@ def test_csv_and_npy_accept_exactly_the_valid_arrays(batch, value, size):
         else:
             with pytest.raises(InvalidInput):
                 DECODERS[content_type](body, SHAPE)
+
+
+npy_headers = st.fixed_dictionaries(
+    {
+        "descr": st.sampled_from(["<f4", "<f8", "|u1", "<i8", "|b1", "<U3", "|O", "<c8", "x", 3]),
+        "fortran_order": st.sampled_from([False, True, 0, "no"]),
+        "shape": st.lists(st.integers(-2, 2**70), max_size=5).map(tuple) | st.just("(1,"),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(header=npy_headers, data=st.binary(max_size=64), raw_header=st.booleans())
+def test_npy_decoder_refuses_any_header_cleanly(header, data, raw_header):
+    from bad_inputs import _npy_with_header
+
+    text = repr(header) if not raw_header else str(header).replace("'", "")
+    _check_decoder("application/x-npy", _npy_with_header(text, data))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(max_size=30) | st.integers(-(10**6), 10**6).map(str) | st.just("9" * 5000))
+def test_top_k_attribute_is_an_ascii_integer_in_range_or_a_clean_refusal(value):
+    from sagevit_serve.encode import BadAttributes, parse_top_k
+
+    try:
+        k = parse_top_k(f"top_k={value}", 10)
+    except BadAttributes as error:
+        assert "\n" not in str(error) and len(str(error)) < 200
+        return
+    assert k is None or (1 <= k <= 10 and value.strip() == str(k))
+
+
+@pytest.mark.parametrize("value", ["٣", "²", "3\u200b", " 7" + "0" * 5000, "0x3", "+3", "3.0"])
+def test_top_k_refuses_non_ascii_digits_and_long_numbers(client, value):
+    response = client.post(
+        "/invocations",
+        json={"instances": [np.zeros((32, 32, 3)).tolist()]},
+        headers={"X-Amzn-SageMaker-Custom-Attributes": f"top_k={value}"},
+    )
+    assert response.status_code == 400 and "top_k must be an integer" in response.json["error"]

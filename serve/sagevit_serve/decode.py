@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import re
+import sys
+import tokenize
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -39,15 +43,24 @@ Shape = tuple[int, int, int]
 
 
 def to_batch(data: Any, image_shape: Shape) -> np.ndarray:
-    """Check and convert nested lists or an array to a float32 (B, H, W, 3) batch."""
-    if isinstance(data, np.ndarray) and data.dtype.kind not in "biuf":
+    """Check and convert nested lists or an array to a float32 (B, H, W, 3) batch.
+
+    Pixels must be numbers: strings (even "12") and booleans are refused, as the trainer's
+    reader would never produce them."""
+    if isinstance(data, np.ndarray) and data.dtype.kind not in "iuf":
         raise InvalidInput(f"array dtype {data.dtype} is not a real number type")
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf: refused below
-            images = np.asarray(data, dtype=np.float32)
+            raw = np.asarray(data)
+            if raw.dtype.kind == "O":  # integers too large for int64 (ragged rows fail here)
+                raw = np.asarray(data, dtype=np.float64)
+            if raw.dtype.kind not in "iuf":
+                raise TypeError(raw.dtype)  # strings, even "12", and booleans
+            images = raw.astype(np.float32)
     except (ValueError, TypeError, OverflowError):
         raise InvalidInput(
             f"images must be numeric arrays of shape {list(image_shape)}, with no ragged rows"
+            " and only numbers as pixels"
         ) from None
     if images.ndim >= 1 and images.shape[0] == 0:
         raise InvalidInput("the batch holds no images")
@@ -66,9 +79,19 @@ def to_batch(data: Any, image_shape: Shape) -> np.ndarray:
     return images
 
 
-def _json_depth(body: bytes) -> int:
-    """Deepest bracket nesting in a JSON text (brackets inside strings count too: stricter)."""
-    raw = np.frombuffer(body, dtype=np.uint8)
+# A JSON string, escapes included, matched in one pass ("unrolled loop": no backtracking).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_BOOLEAN = re.compile(rb"\b(?:true|false)\b")
+
+
+def _skeleton(body: bytes) -> bytes:
+    """The JSON text with every string emptied: what is left is structure and numbers."""
+    return _JSON_STRING.sub(b'""', body)
+
+
+def _json_depth(skeleton: bytes) -> int:
+    """Deepest bracket nesting in a JSON skeleton (no string can hide a bracket there)."""
+    raw = np.frombuffer(skeleton, dtype=np.uint8)
     opens = (raw == ord("[")) | (raw == ord("{"))
     closes = (raw == ord("]")) | (raw == ord("}"))
     steps = opens.astype(np.int32) - closes.astype(np.int32)
@@ -76,12 +99,21 @@ def _json_depth(body: bytes) -> int:
 
 
 def _parse_json(text: bytes) -> Any:
-    if _json_depth(text) > MAX_JSON_DEPTH:
+    skeleton = _skeleton(text)
+    if _json_depth(skeleton) > MAX_JSON_DEPTH:
         raise InvalidInput(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    if _JSON_BOOLEAN.search(skeleton):
+        raise InvalidInput("pixel values must be numbers, not true or false")
     try:
         return json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidInput(f"body is not valid JSON ({error})") from None
+    except ValueError:  # Python's int parser refuses integers over sys.get_int_max_str_digits()
+        raise InvalidInput(
+            f"body has a number longer than {sys.get_int_max_str_digits()} digits"
+        ) from None
+    except RecursionError:  # not reachable past the depth check; kept as the last guard
+        raise InvalidInput(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels") from None
 
 
 def _unwrap(document: Any) -> Any:
@@ -133,14 +165,42 @@ def decode_csv(body: bytes, image_shape: Shape) -> np.ndarray:
     return to_batch(rows.reshape(-1, *image_shape), image_shape)
 
 
+# What numpy's header reader (ast and tokenize on untrusted text) is seen to raise.
+_NPY_HEADER_ERRORS = (
+    ValueError, TypeError, SyntaxError, OverflowError, MemoryError, RecursionError,
+    tokenize.TokenError,
+)  # fmt: skip
+_NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
 def decode_npy(body: bytes, image_shape: Shape) -> np.ndarray:
-    try:
-        array = np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise InvalidInput(f"body is not a readable .npy array ({error})") from None
-    if not isinstance(array, np.ndarray):
+    """A .npy array, read from the body in place after its header is checked against the
+    body's length: a header that declares more data than was sent costs nothing."""
+    if body.startswith(b"PK\x03\x04"):
         raise InvalidInput("body must be a single .npy array, not an .npz archive")
-    return to_batch(array, image_shape)
+    stream = io.BytesIO(body)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version not in _NPY_HEADER_READERS:
+            raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
+        shape, fortran_order, dtype = _NPY_HEADER_READERS[version](stream)
+    except _NPY_HEADER_ERRORS as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InvalidInput(f"body is not a readable .npy array ({reason})") from None
+    if dtype.hasobject:
+        raise InvalidInput("body is not a readable .npy array (object arrays need pickle)")
+    declared = math.prod(shape) * dtype.itemsize
+    sent = len(body) - stream.tell()
+    if declared != sent:
+        raise InvalidInput(
+            f"the .npy header declares shape {list(shape)} ({declared:,} bytes of data)"
+            f" but the body holds {sent:,}"
+        )
+    array = np.frombuffer(body, dtype=dtype, count=math.prod(shape), offset=stream.tell())
+    return to_batch(array.reshape(shape, order="F" if fortran_order else "C"), image_shape)
 
 
 def decode_image(body: bytes, image_shape: Shape) -> np.ndarray:

@@ -38,8 +38,9 @@ def parse_top_k(header: str | None, num_classes: int) -> int | None:
     if "top_k" not in attributes:
         return None
     value = attributes["top_k"]
-    if not value.isdigit() or not 1 <= int(value) <= num_classes:
-        raise BadAttributes(f"top_k must be an integer from 1 to {num_classes}, got {value!r}")
+    if not re.fullmatch(r"[0-9]{1,9}", value) or not 1 <= int(value) <= num_classes:
+        shown = value if len(value) <= 20 else f"{value[:20]}..."
+        raise BadAttributes(f"top_k must be an integer from 1 to {num_classes}, got {shown!r}")
     return int(value)
 
 
