@@ -64,7 +64,7 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 install: $(VENV)/.installed ## Create .venv and install the project with its dev tools
 
 test: install ## Run every test, slow ones included (what CI runs)
-	$(PY) -m pytest -m "slow or not slow"
+	$(PY) -m pytest -m "slow or not slow" --durations=15
 
 test-fast: install ## Run the fast tests only
 	$(PY) -m pytest
@@ -73,7 +73,7 @@ lint: install ## ruff check, ruff format --check, hadolint, shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint docker/Dockerfile docker/standin.Dockerfile
-	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
+	$(VENV)/bin/shellcheck scripts/*.sh docker/*.sh .ci/run
 
 format: install ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

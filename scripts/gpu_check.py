@@ -76,7 +76,9 @@ def prediction_problems(on_gpu: np.ndarray, on_cpu: np.ndarray, atol: float) -> 
 
 
 def device_report(image: str) -> dict:
-    output = docker("run", "--rm", *GPU_FLAGS, image, "python", "-m", "sagevit.gpu", "--json")
+    output = docker(
+        "run", "--rm", *GPU_FLAGS, "--entrypoint", "python", image, "-m", "sagevit.gpu", "--json"
+    )
     return json.loads(output.strip().splitlines()[-1])
 
 

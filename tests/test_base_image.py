@@ -45,7 +45,7 @@ def standin() -> str:
 
 def in_container(image: str, script: str, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["docker", "run", "--rm", "--network", "host", *flags, image, "bash", "-c", script],
+        ["docker", "run", "--rm", "--network", "host", "--entrypoint", "bash", *flags, image, "-c", script],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
 
@@ -94,7 +94,9 @@ def test_build_falls_back_to_the_standin_in_one_line_when_the_base_cannot_be_pul
 
 def test_image_loads_the_cuda_libraries_tensorflow_was_built_for(image):
     report = json.loads(
-        docker("run", "--rm", image, "python", "-m", "sagevit.gpu", "--json").splitlines()[-1]
+        docker(
+            "run", "--rm", "--entrypoint", "python", image, "-m", "sagevit.gpu", "--json"
+        ).splitlines()[-1]
     )
     wheels = report["tensorflow_dir"].rsplit("/", 1)[0] + "/nvidia/"
     assert report["build"] == {"cuda": "12.5.1", "cudnn": "9"}
@@ -171,3 +173,19 @@ def test_serve_given_a_gpu_runs_one_worker_pinned_to_it_and_warns(image, model_d
     assert re.search(r"worker \d+ uses GPU 0", text)
     assert "This container was given GPUs (/dev/nvidia0) but TensorFlow 2.21.0 sees none" in text
     assert "running on the CPU instead" in text
+
+
+@pytest.mark.parametrize("command", [[], ["bash"], ["python", "-c", "print(1)"]])
+def test_image_answers_anything_but_train_or_serve_with_one_usage_line(image, command):
+    result = subprocess.run(
+        ["docker", "run", "--rm", image, *command], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 64
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("usage: docker run IMAGE train|serve")
+
+
+def test_image_lets_sagemaker_choose_the_port(image):
+    """SageMaker sends SAGEMAKER_BIND_TO_PORT (which every serving test sets) only with this label."""
+    labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", image))
+    assert labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"

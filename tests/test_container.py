@@ -67,7 +67,9 @@ def serving(image, trained):
 
 def test_image_has_exactly_one_tensorflow(image):
     packages = json.loads(
-        docker("run", "--rm", image, "python3", "-m", "pip", "list", "--format", "json")
+        docker(
+            "run", "--rm", "--entrypoint", "python3", image, "-m", "pip", "list", "--format", "json"
+        )
     )
     names = [p["name"].lower() for p in packages]
     assert [n for n in names if n in TENSORFLOW_DISTRIBUTIONS] == ["tensorflow"]

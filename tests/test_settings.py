@@ -37,8 +37,33 @@ def test_cuda_visible_devices_chooses_the_gpus():
         ("SAGEMAKER_BIND_TO_PORT", "http"),
         ("SAGEMAKER_MODEL_SERVER_WORKERS", "0"),
         ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "big"),
+        ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "0.5"),  # batch transform would read 0: unlimited
+        ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "0"),
+        ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "101"),
+        ("SAGEMAKER_BIND_TO_PORT", "70000"),
+        ("SAGEMAKER_BIND_TO_PORT", "٣"),
+        ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "9" * 5000),
+        ("SAGEMAKER_MODEL_SERVER_WORKERS", "-1"),
     ],
 )
 def test_bad_settings_name_the_variable(name, value):
     with pytest.raises(ValueError, match=name):
         from_environ({name: value})
+
+
+def test_serve_stops_on_a_bad_setting_with_one_line():
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "0.5"}
+    result = subprocess.run(
+        [sys.executable, "-m", "sagevit_serve.cli"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "serve: SAGEMAKER_MAX_PAYLOAD_IN_MB must be a whole number, got '0.5'"
+    ]

@@ -19,6 +19,7 @@ the /dev/nvidiaN files the NVIDIA runtime gave the container, each worker pinned
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -32,22 +33,23 @@ class Settings:
     port: int
     workers: int
     timeout: int
-    max_payload_mb: float
+    max_payload_mb: int
     intra_op_threads: int
     inter_op_threads: int
     gpus: list[str] = field(default_factory=list)  # CUDA ordinals the workers are pinned to
 
 
-def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+def _int(
+    environ: Mapping[str, str], name: str, default: int, minimum: int = 1, maximum: int = 10**6
+) -> int:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if not re.fullmatch(r"[0-9]{1,7}", raw):
+        raise ValueError(f"{name} must be a whole number, got {raw[:20]!r}")
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be from {minimum} to {maximum}, got {value}")
     return value
 
 
@@ -61,15 +63,12 @@ def from_environ(
     cpus = available_cpus() if cpus is None else cpus
     gpus = gpu_ordinals(environ, given_gpus() if gpu_files is None else gpu_files)
     workers = _int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", len(gpus) or cpus)
-    payload = environ.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "").strip() or "6"
-    try:
-        max_payload_mb = float(payload)
-    except ValueError:
-        raise ValueError(f"SAGEMAKER_MAX_PAYLOAD_IN_MB must be a number, got {payload!r}") from None
+    # Batch transform reads MaxPayloadInMB as a whole number from 0 (unlimited) to 100.
+    max_payload_mb = _int(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, minimum=1, maximum=100)
     return Settings(
         model_dir=environ.get("SM_MODEL_DIR", "/opt/ml/model"),
         host=environ.get("SAGEVIT_BIND_HOST", "0.0.0.0"),
-        port=_int(environ, "SAGEMAKER_BIND_TO_PORT", 8080),
+        port=_int(environ, "SAGEMAKER_BIND_TO_PORT", 8080, maximum=65535),
         workers=workers,
         timeout=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
         max_payload_mb=max_payload_mb,
