@@ -196,11 +196,12 @@ def test_gunicorn_spreads_workers_over_the_gpus_and_pins_each(monkeypatch):
         assigned.append(worker.sagevit_gpu)
     assert assigned == ["0", "1", "0", "1", "0"]
     del server.WORKERS[1]  # a worker on GPU 1 died: its replacement goes there
-    replacement = types.SimpleNamespace(pid=5)
+    replacement = types.SimpleNamespace(pid=5, notify=lambda: None)
     gunicorn_conf.pre_fork(server, replacement)
     assert replacement.sagevit_gpu == "1"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     gunicorn_conf.post_fork(server, replacement)
+    gunicorn_conf.post_worker_init(replacement)  # ends post_fork's loading heartbeat
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
 
 
@@ -208,10 +209,11 @@ def test_gunicorn_pins_nothing_without_gpus(monkeypatch):
     from sagevit_serve import gunicorn_conf
 
     monkeypatch.setattr(gunicorn_conf, "_s", dataclasses.replace(gunicorn_conf._s, gpus=[]))
-    worker = types.SimpleNamespace(pid=1)
+    worker = types.SimpleNamespace(pid=1, notify=lambda: None)
     gunicorn_conf.pre_fork(types.SimpleNamespace(WORKERS={}), worker)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     gunicorn_conf.post_fork(None, worker)
+    gunicorn_conf.post_worker_init(worker)
     assert worker.sagevit_gpu is None and "CUDA_VISIBLE_DEVICES" not in os.environ
 
 

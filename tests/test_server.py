@@ -156,3 +156,48 @@ def test_sdk_numpy_json_and_image_serializers(sdk_predictor, images):
     sdk_predictor.serializer = IdentitySerializer(content_type="image/png")
     from_png = np.array(sdk_predictor.predict(png.getvalue())["predictions"])
     np.testing.assert_allclose(from_png, from_numpy[:1], atol=1e-5)
+
+
+def test_loading_the_model_is_not_killed_by_the_request_timeout(toolkit_run, tmp_path):
+    """Loading and compiling take several seconds here: far over a 1 s request timeout."""
+    base, _ = toolkit_run
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("w") as output:
+        process = start_server(
+            base / "model", port, extra_env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1"}, output=output
+        )
+        try:
+            wait_until_ready(f"http://127.0.0.1:{port}", READY_WITHIN_SECONDS, process)
+        finally:
+            stop_server(process)
+    assert "WORKER TIMEOUT" not in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("setup", "env", "sentence"),
+    [
+        ("metadata", {}, "names 3 classes but the model outputs 10"),
+        (None, {"SAGEVIT_MODEL_LOAD_TIMEOUT": "1"}, "did not load within 1 s"),
+    ],
+)
+def test_a_model_that_cannot_load_stops_the_server_with_one_sentence(
+    toolkit_run, tmp_path, setup, env, sentence
+):
+    import shutil
+
+    base, _ = toolkit_run
+    model_dir = tmp_path / "model"
+    shutil.copytree(base / "model", model_dir)
+    if setup == "metadata":
+        metadata = json.loads((model_dir / "metadata.json").read_text())
+        (model_dir / "metadata.json").write_text(
+            json.dumps({**metadata, "class_names": ["a", "b", "c"]})
+        )
+    log = tmp_path / "server.log"
+    with log.open("w") as output:
+        process = start_server(model_dir, free_port(), extra_env=env, output=output)
+        assert process.wait(timeout=120) != 0
+    text = log.read_text()
+    assert "cannot serve without a model: " in text and sentence in text
+    assert text.count("Booting worker") == 1  # stopped, not restarted forever

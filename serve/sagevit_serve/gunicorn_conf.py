@@ -7,6 +7,8 @@ model after the fork.
 
 import collections
 import os
+import threading
+import time
 
 from sagevit_serve import settings as _settings
 
@@ -18,7 +20,8 @@ bind = f"{_s.host}:{_s.port}"
 # running TensorFlow on CPUs // workers threads.
 workers = _s.workers
 worker_class = "sync"
-# SageMaker abandons an invocation after 60 s; a worker stuck longer is restarted.
+# SageMaker abandons an invocation after 60 s; a worker stuck longer is restarted. Loading the
+# model is not an invocation: post_fork keeps the worker alive through it (SAGEVIT_MODEL_LOAD_TIMEOUT).
 timeout = _s.timeout
 # SageMaker sends SIGTERM, then SIGKILL 30 s later: finish in-flight requests within 25 s.
 graceful_timeout = 25
@@ -38,7 +41,35 @@ def pre_fork(server, worker):
 
 
 def post_fork(server, worker):
-    """In the worker, before TensorFlow starts: see only its own GPU."""
+    """In the worker, before TensorFlow starts: see only its own GPU, and keep the worker's
+    heartbeat while it loads and compiles its model (next, in wsgi.py)."""
     if worker.sagevit_gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = worker.sagevit_gpu
         server.log.info("worker %s uses GPU %s", worker.pid, worker.sagevit_gpu)
+    worker.sagevit_loaded = threading.Event()
+    threading.Thread(
+        target=_beat_while_loading, args=(worker,), name="load-heartbeat", daemon=True
+    ).start()
+
+
+def post_worker_init(worker):
+    """The model is loaded: from here on the request timeout applies."""
+    worker.sagevit_loaded.set()
+
+
+def _beat_while_loading(worker) -> None:
+    """Loading is not a request. Bound it by `load_timeout` (gunicorn halts the server on
+    WORKER_BOOT_ERROR), and keep the worker's heartbeat meanwhile: the master kills a worker
+    whose heartbeat is older than `timeout`. (gunicorn 27 does not yet time out a worker
+    before its first beat, since its heartbeat file starts with a wall-clock time; the
+    beat keeps loading safe if that changes.)"""
+    deadline = time.monotonic() + _s.load_timeout
+    while not worker.sagevit_loaded.wait(1.0):
+        if time.monotonic() > deadline:
+            worker.log.critical(
+                "cannot serve without a model: it did not load within %d s"
+                " (SAGEVIT_MODEL_LOAD_TIMEOUT)",
+                _s.load_timeout,
+            )
+            os._exit(_settings.WORKER_BOOT_ERROR)
+        worker.notify()

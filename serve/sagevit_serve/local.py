@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def free_port() -> int:
@@ -21,9 +21,14 @@ def free_port() -> int:
 
 
 def start_server(
-    model_dir: str | Path, port: int, workers: int = 1, extra_env: dict[str, str] | None = None
+    model_dir: str | Path,
+    port: int,
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
+    output: IO[str] | None = None,
 ) -> subprocess.Popen:
-    """Start `serve` (gunicorn) on 127.0.0.1:port for `model_dir`; the caller stops it."""
+    """Start `serve` (gunicorn) on 127.0.0.1:port for `model_dir`; the caller stops it.
+    Its log goes to `output` (a file) if given, else to ours."""
     env = {
         **os.environ,
         "SM_MODEL_DIR": str(model_dir),
@@ -32,7 +37,8 @@ def start_server(
         "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
         **(extra_env or {}),
     }
-    return subprocess.Popen([sys.executable, "-m", "sagevit_serve.cli"], env=env)
+    command = [sys.executable, "-m", "sagevit_serve.cli"]
+    return subprocess.Popen(command, env=env, stdout=output, stderr=output)
 
 
 def request(

@@ -47,6 +47,25 @@ def latest_version(model_dir: str | Path) -> Path:
     return max(versions, key=lambda path: int(path.name))
 
 
+def read_class_names(metadata_file: Path, output_size: int) -> tuple[str, ...]:
+    """The class names metadata.json gives, checked against the model's outputs; without
+    the file, the class numbers. A mismatch is a broken model folder: ValueError."""
+    if not metadata_file.is_file():
+        return tuple(str(i) for i in range(output_size))
+    try:
+        names = json.loads(metadata_file.read_text()).get("class_names")
+    except (ValueError, AttributeError) as error:
+        raise ValueError(f"{metadata_file} is not a JSON object ({error})") from None
+    if names is None:
+        return tuple(str(i) for i in range(output_size))
+    if not isinstance(names, list) or len(names) != output_size:
+        count = len(names) if isinstance(names, list) else "no list of"
+        raise ValueError(
+            f"{metadata_file} names {count} classes but the model outputs {output_size}"
+        )
+    return tuple(str(name) for name in names)
+
+
 @dataclass
 class Predictor:
     """Probabilities for batches of 0-255 RGB images of one fixed size."""
@@ -79,9 +98,7 @@ class Predictor:
         def probabilities(images: tf.Tensor) -> tf.Tensor:
             return signature(**{spec.name: images})[output_name]
 
-        metadata_file = Path(model_dir) / "metadata.json"
-        metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
-        class_names = tuple(metadata.get("class_names") or (str(i) for i in range(output_size)))
+        class_names = read_class_names(Path(model_dir) / "metadata.json", output_size)
         predictor = cls(image_size, class_names, version_dir.name, probabilities, loaded)
         for size in BATCH_BUCKETS:  # compile every shape now, not on a request
             predictor.predict(np.zeros((size, image_size, image_size, 3), np.float32))

@@ -8,6 +8,7 @@
 | SAGEMAKER_MODEL_SERVER_WORKERS  | GPUs, else CPUs  | one model per GPU, or one per core (the quota) |
 | SAGEMAKER_MODEL_SERVER_TIMEOUT  | 60               | seconds; SageMaker gives up on a request at 60 |
 | SAGEMAKER_MAX_PAYLOAD_IN_MB     | 6                | SageMaker's real-time request limit            |
+| SAGEVIT_MODEL_LOAD_TIMEOUT      | 600              | seconds to load and compile the model; not a request, so the request timeout does not apply |
 | SAGEVIT_TF_INTRA_OP_THREADS     | CPUs // workers  | workers × threads = cores: no oversubscription |
 
 CPUs are the container's share (cgroup quota and affinity), not the host's cores; GPUs are
@@ -25,6 +26,10 @@ from dataclasses import dataclass, field
 
 from sagevit.machine import available_cpus, given_gpus
 
+# gunicorn halts the whole server when a worker exits with this code, so a model that
+# cannot load stops the container instead of restarting workers forever.
+WORKER_BOOT_ERROR = 3
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -33,6 +38,7 @@ class Settings:
     port: int
     workers: int
     timeout: int
+    load_timeout: int
     max_payload_mb: int
     intra_op_threads: int
     inter_op_threads: int
@@ -71,6 +77,7 @@ def from_environ(
         port=_int(environ, "SAGEMAKER_BIND_TO_PORT", 8080, maximum=65535),
         workers=workers,
         timeout=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
+        load_timeout=_int(environ, "SAGEVIT_MODEL_LOAD_TIMEOUT", 600),
         max_payload_mb=max_payload_mb,
         intra_op_threads=_int(environ, "SAGEVIT_TF_INTRA_OP_THREADS", max(1, cpus // workers)),
         inter_op_threads=_int(environ, "SAGEVIT_TF_INTER_OP_THREADS", 1),

@@ -12,14 +12,10 @@ from sagevit.machine import given_gpus
 from sagevit_serve import settings
 from sagevit_serve.app import create_app
 
-# gunicorn halts the whole server when a worker exits with this code, so a model
-# that cannot load stops the container instead of restarting workers forever.
-WORKER_BOOT_ERROR = 3
-
 
 def _stop_worker(error: BaseException) -> None:
     logging.getLogger(__name__).critical("cannot serve without a model: %s", error)
-    os._exit(WORKER_BOOT_ERROR)
+    os._exit(settings.WORKER_BOOT_ERROR)
 
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
