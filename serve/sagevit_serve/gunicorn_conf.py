@@ -64,7 +64,8 @@ def _beat_while_loading(worker) -> None:
     before its first beat, since its heartbeat file starts with a wall-clock time; the
     beat keeps loading safe if that changes.)"""
     deadline = time.monotonic() + _s.load_timeout
-    while not worker.sagevit_loaded.wait(1.0):
+    beat = min(1.0, _s.timeout / 4)  # well inside the timeout, which starts counting at a beat
+    while not worker.sagevit_loaded.wait(beat):
         if time.monotonic() > deadline:
             worker.log.critical(
                 "cannot serve without a model: it did not load within %d s"
