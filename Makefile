@@ -49,7 +49,7 @@ URL ?=
 EVAL_DIR ?= build/evaluation
 AWS_ARGS = $(if $(AWS_REGION),--region $(AWS_REGION)) $(if $(BUCKET),--bucket $(BUCKET))
 
-.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train
+.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train bench-decode
 .PHONY: push data train deploy predict clean
 
 help: ## List the targets
@@ -110,6 +110,9 @@ gpu-check: install ## On a GPU machine: build on the real base, train and serve 
 
 bench-serve: install ## Benchmark the server against a naive Flask+predict one; writes bench/results/serve.json
 	$(PY) -m scripts.bench_serve
+
+bench-decode: install ## CPU time and memory of the costliest image bodies the decoder accepts; writes bench/results/decode.json
+	$(PY) -m scripts.bench_decode
 
 bench-train: install ## Accuracy by epoch and throughput vs the seed recipe on CIFAR-10 (DATA=); writes bench/results/train.json
 	$(PY) -m scripts.bench_train $(if $(DATA),--data $(DATA))

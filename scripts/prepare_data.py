@@ -15,7 +15,6 @@ s3://BUCKET/sagevit/data/train/training.npz and .../validation/testing.npz
 
 from __future__ import annotations
 
-import io
 import logging
 import sys
 import tarfile
@@ -23,33 +22,27 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from sagevit.data import IMAGE_SUFFIXES, held_out_indices
+from sagevit.images import ImageError
+from sagevit.images import decode as decode_image
 from sagevit.synthetic import make_shapes, write_npz
 from scripts.aws import DATA_PREFIX, add_session_arguments, sagemaker_session, script_parser, upload
 
 log = logging.getLogger("prepare_data")
 
 
-def _decode(data: bytes, image_size: int) -> np.ndarray:
-    image = Image.open(io.BytesIO(data)).convert("RGB")
-    if image.size != (image_size, image_size):
-        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
-
-
-def _labelled_files(source: Path) -> Iterator[tuple[str, bytes]]:
-    """(class name, encoded bytes) for each image in a tar archive or a folder tree."""
+def _labelled_files(source: Path) -> Iterator[tuple[Path, bytes]]:
+    """(path, encoded bytes) for each image in a tar archive or a folder tree."""
     if source.is_dir():
         for path in sorted(source.rglob("*")):
             if path.suffix.lower() in IMAGE_SUFFIXES:
-                yield path.parent.name, path.read_bytes()
+                yield path, path.read_bytes()
         return
     with tarfile.open(source) as archive:
         for member in archive:
             if member.isfile() and Path(member.name).suffix.lower() in IMAGE_SUFFIXES:
-                yield Path(member.name).parent.name, archive.extractfile(member).read()
+                yield Path(member.name), archive.extractfile(member).read()
 
 
 def read_image_tree(
@@ -57,9 +50,12 @@ def read_image_tree(
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Decode every `<class>/<file>` image under a folder or in an archive."""
     images, names = [], []
-    for class_name, data in _labelled_files(source):
-        images.append(_decode(data, image_size))
-        names.append(class_name)
+    for path, data in _labelled_files(source):
+        try:
+            images.append(decode_image(data, image_size))
+        except ImageError as error:
+            raise SystemExit(f"{source}: {path}: {error}") from None
+        names.append(path.parent.name)
     if not images:
         raise SystemExit(f"no .jpg/.png images found in {source}")
     classes = tuple(sorted(set(names)))

@@ -22,9 +22,9 @@ def _npz():
     return buffer.getvalue()
 
 
-def _png_bomb():
-    """A valid PNG header claiming 100000x100000 pixels (the data is never decoded)."""
-    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+def _png_bomb(width=100_000, height=100_000, bit_depth=8, colour_type=2):
+    """A valid PNG header claiming width x height pixels (the data is never decoded)."""
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     chunk = b"IHDR" + header
     ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
     idat = b"IDAT" + zlib.compress(b"\x00" * 1000)
@@ -34,6 +34,21 @@ def _png_bomb():
 def _png(size=(32, 32)):
     buffer = io.BytesIO()
     Image.new("RGB", size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _many_scans():
+    """A small progressive JPEG with its last scan repeated 200 times."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (9, 99, 199)).save(buffer, format="JPEG", progressive=True)
+    data = buffer.getvalue()
+    last, end = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    return data[:end] + data[last:end] * 200 + data[end:]
+
+
+def _webp():
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="WEBP")
     return buffer.getvalue()
 
 
@@ -177,6 +192,11 @@ CORPUS = [
     ("truncated png", PNG, _png()[:40], 400, "not a decodable image"),
     ("png bomb", PNG, _png_bomb(), 400, "pixel limit"),
     ("gzip as png", PNG, gzip.compress(b"hello"), 400, "not a decodable image"),
+    ("jpeg of 210 scans", JPEG, _many_scans(), 400, "over the limit of 100 scans"),
+    ("png 16385 x 1", PNG, _png_bomb(16_385, 1), 400, "longest side is over the 16,384 px"),
+    ("png 4100^2 rgba 16 bit", PNG, _png_bomb(4100, 4100, 16, 6), 400, "over the 128 MB limit"),
+    ("webp", "image/webp", _webp(), 415, "image/webp"),
+    ("webp as image", "application/x-image", _webp(), 400, "JPEG, PNG, GIF, BMP"),
     ("unsupported type", "text/plain", b"hello", 415, "text/plain"),
     ("no content type", "", b"[]", 415, "none"),
     ("xml", "application/xml", b"<a/>", 415, "not supported"),

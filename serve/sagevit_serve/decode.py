@@ -7,12 +7,13 @@ JSON 400. Accepted bodies, by content type (an "image" is H×W×3 numbers in 0-2
     application/jsonlines   one image, list of images or {"instances": ...} object per line
     text/csv                one image per row: H*W*3 comma-separated numbers
     application/x-npy       a .npy array (H, W, 3) or (N, H, W, 3), any real dtype
-    image/jpeg, image/png,  one encoded image of any size: decoded, converted to RGB
-    application/x-image     and resized to the model's input
+    image/jpeg, image/png,  one encoded image (JPEG, PNG, WebP, BMP, GIF) of any size,
+    application/x-image     decoded exactly as the trainer decodes its files (sagevit.images)
 
-Untrusted input is never dangerous: .npy files are read with allow_pickle=False,
-encoded images above MAX_IMAGE_PIXELS are refused before they are decoded, and
-JSON nested deeper than MAX_JSON_DEPTH is refused before it is parsed.
+Untrusted input is never dangerous: .npy files are read with allow_pickle=False and
+checked against the body before any allocation, encoded images are checked against
+sagevit.images' cost limits before any pixel is decoded, and JSON nested deeper than
+MAX_JSON_DEPTH is refused before it is parsed.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+from sagevit import images
 
 MAX_JSON_DEPTH = 8  # {"instances": [[[[r, g, b]]]]} is 5 deep
-MAX_IMAGE_PIXELS = 40_000_000  # a 6 MB JPEG may claim far more; decoding it would exhaust memory
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 
 
 class InvalidInput(ValueError):
@@ -204,26 +204,12 @@ def decode_npy(body: bytes, image_shape: Shape) -> np.ndarray:
 
 
 def decode_image(body: bytes, image_shape: Shape) -> np.ndarray:
-    size = (image_shape[1], image_shape[0])  # PIL sizes are (width, height)
+    """One encoded image, decoded as the trainer decodes its files (sagevit.images)."""
     try:
-        image = Image.open(io.BytesIO(body), formats=IMAGE_FORMATS)
-        width, height = image.size
-        if width * height > MAX_IMAGE_PIXELS:
-            raise InvalidInput(
-                f"image is {width}x{height}, over the {MAX_IMAGE_PIXELS:,} pixel limit"
-            )
-        image.draft("RGB", size)  # JPEG: decode at a reduced scale when that is enough
-        image = image.convert("RGB")
-        if image.size != size:
-            image = image.resize(size, Image.Resampling.BILINEAR)
-        pixels = np.asarray(image, dtype=np.float32)
-    except InvalidInput:
-        raise
-    except Image.DecompressionBombError:
-        raise InvalidInput(f"image is over the {MAX_IMAGE_PIXELS:,} pixel limit") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise InvalidInput(f"body is not a decodable image ({', '.join(IMAGE_FORMATS)})") from None
-    return pixels[np.newaxis]
+        pixels = images.decode(body, image_shape[0])
+    except images.ImageError as error:
+        raise InvalidInput(str(error)) from None
+    return pixels[np.newaxis].astype(np.float32)
 
 
 DECODERS: dict[str, Callable[[bytes, Shape], np.ndarray]] = {
