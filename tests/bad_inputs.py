@@ -68,7 +68,7 @@ JSON, JSONL, CSV, NPY, JPEG, PNG = (
 ROW = ",".join(["0"] * 3072)
 
 CORPUS = [
-    ("empty json", JSON, b"", 400, "not valid JSON"),
+    ("empty json", JSON, b"", 400, "no JSON document"),
     ("truncated json", JSON, b'{"instances": [[1, 2', 400, "not valid JSON"),
     ("not utf-8", JSON, b"\xff\xfe\x00", 400, "not valid JSON"),
     ("json string", JSON, b'"hello"', 400, "list of images"),
@@ -169,7 +169,7 @@ CORPUS = [
     ),
     ("npy header not a dict", NPY, _npy_with_header("[1, 2, 3]"), 400, "not a readable .npy"),
     ("npy version 9", NPY, b"\x93NUMPY\x09\x00" + b"\x00" * 64, 400, "not a readable .npy"),
-    ("jsonlines empty", JSONL, b"\n\n", 400, "no lines"),
+    ("jsonlines empty", JSONL, b"\n\n", 400, "no JSON document"),
     ("jsonlines bad line", JSONL, json.dumps(ZEROS.tolist()).encode() + b"\n{oops", 400, "line 2"),
     ("csv short row", CSV, b"1,2,3", 400, "3072 values"),
     ("csv text", CSV, b"a,b,c", 400, "comma-separated numbers"),

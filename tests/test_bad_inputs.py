@@ -28,10 +28,12 @@ def test_bad_input_is_a_clear_4xx(client, name, content_type, body, status, word
 
 def _check_decoder(content_type, body):
     try:
-        batch = DECODERS[content_type](body, SHAPE)
+        records = DECODERS[content_type](body, SHAPE)
     except InvalidInput as error:
         assert str(error)
         return
+    batch = records.images
+    assert sum(records.counts) == len(batch)
     assert batch.dtype == np.float32 and batch.shape[1:] == SHAPE
     assert np.isfinite(batch).all() and batch.min() >= 0 and batch.max() <= 255
 
@@ -81,7 +83,7 @@ def test_csv_and_npy_accept_exactly_the_valid_arrays(batch, value, size):
         ),
     ]:
         if valid:
-            assert DECODERS[content_type](body, SHAPE).shape == (batch, *SHAPE)
+            assert DECODERS[content_type](body, SHAPE).images.shape == (batch, *SHAPE)
         else:
             with pytest.raises(InvalidInput):
                 DECODERS[content_type](body, SHAPE)

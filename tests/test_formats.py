@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from batch_transform import mini_batches, transform
 from PIL import Image
 
 from sagevit_serve.encode import CUSTOM_ATTRIBUTES
@@ -84,18 +85,57 @@ def test_images_of_any_size_and_mode_are_converted_and_resized(client, images, f
     np.testing.assert_allclose(rows.sum(), 1.0, atol=1e-5)
 
 
-def test_jsonlines_response_has_one_line_per_image(client, images, expected):
-    response = client.post(
-        "/invocations",
-        data=json.dumps({"instances": images.tolist()}),
-        content_type="application/json",
-        headers={"Accept": "application/jsonlines"},
+def test_jsonlines_answers_one_line_per_record(client, images, expected):
+    """A record that is one image gets a line of one row; a list of images, a line of rows."""
+    body = "\n".join(
+        [json.dumps(images[0].tolist()), json.dumps({"instances": images[1:4].tolist()})]
     )
+    response = client.post(
+        "/invocations", data=body, content_type="application/jsonlines",
+        headers={"Accept": "application/jsonlines"},
+    )  # fmt: skip
     assert response.status_code == 200 and response.mimetype == "application/jsonlines"
-    lines = response.get_data(as_text=True).splitlines()
+    first, second = (json.loads(line) for line in response.get_data(as_text=True).splitlines())
+    np.testing.assert_allclose(first["predictions"], expected[0], atol=1e-5)
+    np.testing.assert_allclose(second["predictions"], expected[1:4], atol=1e-5)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/jsonlines", "text/csv"])
+@pytest.mark.parametrize("accept", ["application/jsonlines", "application/x-jsonlines"])
+def test_multirecord_batch_transform_output_lines_up_with_its_input(
+    client, images, expected, content_type, accept
+):
+    """SplitType=Line, MultiRecord, as SageMaker packs it (several requests), then joined."""
+    if content_type == "text/csv":
+        data = "".join(",".join(map(str, image.reshape(-1))) + "\n" for image in images)
+    else:  # one document per line: bare images and TF Serving objects mixed
+        data = "".join(
+            json.dumps(image.tolist() if i % 2 else {"instances": [image.tolist()]}) + "\n"
+            for i, image in enumerate(images)
+        )
+
+    def post(body: bytes) -> tuple[int, bytes]:
+        headers = {"Content-Type": content_type, "Accept": accept}
+        response = client.post("/invocations", data=body, headers=headers)
+        return response.status_code, response.get_data()
+
+    lines = transform(data.encode(), post, max_payload_bytes=len(data) // 3)
+    assert len(mini_batches(data.encode(), len(data) // 3)) >= 3
     assert len(lines) == len(images)
-    rows = np.array([json.loads(line)["predictions"] for line in lines])
-    np.testing.assert_allclose(rows, expected, atol=1e-5)
+    for i, line in enumerate(lines):
+        rows = np.array(json.loads(line)["predictions"]).reshape(-1, expected.shape[1])
+        np.testing.assert_allclose(rows, expected[i : i + 1], atol=1e-5)
+
+
+def test_top_k_in_jsonlines(client, images):
+    body = "\n".join(json.dumps(image.tolist()) for image in images[:2])
+    response = client.post(
+        "/invocations", data=body, content_type="application/jsonlines",
+        headers={CUSTOM_ATTRIBUTES: "top_k=1", "Accept": "application/jsonlines"},
+    )  # fmt: skip
+    lines = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert [len(line["top_k"]) for line in lines] == [1, 1]
+    assert all(set(line["top_k"][0]) == {"class", "probability"} for line in lines)
 
 
 @pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/*", "text/html, application/json;q=0.5"])  # fmt: skip
@@ -126,15 +166,6 @@ def test_top_k_class_names_through_custom_attributes(
         best = int(np.argmax(probabilities))
         assert row[0] == {"class": predictor.class_names[best], "probability": pytest.approx(float(probabilities[best]), abs=1e-6)}  # fmt: skip
         assert row[0]["probability"] >= row[1]["probability"] >= row[2]["probability"]
-
-
-def test_top_k_in_jsonlines(client, images):
-    response = client.post(
-        "/invocations", json=images[:2].tolist(),
-        headers={CUSTOM_ATTRIBUTES: "top_k=1", "Accept": "application/jsonlines"},
-    )  # fmt: skip
-    lines = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
-    assert [len(line["top_k"]) for line in lines] == [1, 1]
 
 
 @pytest.mark.parametrize("value", ["0", "11", "-1", "three", ""])

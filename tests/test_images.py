@@ -69,7 +69,7 @@ KINDS = {
 
 
 def server_pixels(data: bytes, content_type: str = "image/png") -> np.ndarray:
-    return DECODERS[content_type](data, (SIZE, SIZE, 3))[0]
+    return DECODERS[content_type](data, (SIZE, SIZE, 3)).images[0]
 
 
 def test_every_kind_gives_the_trainer_and_the_server_the_same_pixels(tmp_path):

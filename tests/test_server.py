@@ -5,6 +5,7 @@ import signal
 
 import numpy as np
 import pytest
+from batch_transform import transform
 
 from sagevit.model import load_model
 from sagevit_serve.local import (
@@ -114,6 +115,23 @@ def test_the_bad_input_corpus_against_the_real_server(server):
         assert got == status, name
         assert words in json.loads(answer)["error"], name
     assert request(f"{url}/ping")[0] == 200
+
+
+def test_multirecord_batch_transform_lines_up_through_gunicorn(server, images):
+    """JSON documents one per line, packed as SageMaker packs them, answered as JSON lines."""
+    url, _, _ = server
+    limits = json.loads(request(f"{url}/execution-parameters")[1])
+    assert limits["BatchStrategy"] == "MULTI_RECORD" and limits["MaxPayloadInMB"] == 6
+    data = b"".join(json.dumps(image.tolist()).encode() + b"\n" for image in images)
+
+    def post(body: bytes) -> tuple[int, bytes]:
+        accept = {"Accept": "application/jsonlines"}
+        return request(f"{url}/invocations", body, "application/json", headers=accept)
+
+    lines = transform(data, post, max_payload_bytes=len(data) // 4)
+    whole = post_json(f"{url}/invocations", images.tolist())[1]["predictions"]
+    rows = [json.loads(line)["predictions"] for line in lines]
+    np.testing.assert_allclose(rows, whole, atol=1e-6)
 
 
 @pytest.fixture

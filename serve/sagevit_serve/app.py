@@ -158,9 +158,10 @@ def create_app(
             supported = ", ".join(DECODERS)
             raise UnsupportedMediaType(f"Content-Type {shown} is not supported; use one of {supported}")  # fmt: skip
         top_k = parse_top_k(request.headers.get(CUSTOM_ATTRIBUTES), len(model.class_names))
-        images = decode(request.get_data(cache=False), model.input_shape)
-        probabilities = model.predict(images)
-        body = render(probabilities, response_type, top_k, model.class_names)
+        records = decode(request.get_data(cache=False), model.input_shape)
+        probabilities = model.predict(records.images)
+        layout = list(zip(records.counts, records.bare, strict=True))
+        body = render(probabilities, response_type, top_k, model.class_names, layout)
         return Response(body, mimetype=response_type)
 
     @app.errorhandler(InvalidInput)

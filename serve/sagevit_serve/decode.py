@@ -5,9 +5,11 @@ JSON 400. Accepted bodies, by content type (an "image" is H×W×3 numbers in 0-2
 
     application/json        {"instances": [image, ...]}, {"inputs": [...]}, [image, ...] or image
     application/jsonlines   one image, list of images or {"instances": ...} object per line
+                            (application/json also takes several documents, one per line:
+                            batch transform's MultiRecord with SplitType Line)
     text/csv                one image per row: H*W*3 comma-separated numbers
     application/x-npy       a .npy array (H, W, 3) or (N, H, W, 3), any real dtype
-    image/jpeg, image/png,  one encoded image (JPEG, PNG, WebP, BMP, GIF) of any size,
+    image/jpeg, image/png,  one encoded image (JPEG, PNG, GIF, BMP) of any size,
     application/x-image     decoded exactly as the trainer decodes its files (sagevit.images)
 
 Untrusted input is never dangerous: .npy files are read with allow_pickle=False and
@@ -25,7 +27,8 @@ import re
 import sys
 import tokenize
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,8 +45,27 @@ class InvalidInput(ValueError):
 Shape = tuple[int, int, int]
 
 
-def to_batch(data: Any, image_shape: Shape) -> np.ndarray:
-    """Check and convert nested lists or an array to a float32 (B, H, W, 3) batch.
+@dataclass(frozen=True)
+class Records:
+    """A request's images, and how its records group them.
+
+    A record is what SageMaker batch transform splits on: with SplitType Line, one line
+    (a JSON document, a JSON line, a CSV row); a whole body otherwise. Answers in JSON
+    lines give one line per record, so they line up with the input."""
+
+    images: np.ndarray  # (N, H, W, 3) float32, every record's images in order
+    counts: tuple[int, ...]  # images per record; they sum to N
+    bare: tuple[bool, ...]  # per record: one image (H, W, 3), not a list of them
+
+    @classmethod
+    def join(cls, parts: Sequence[Records]) -> Records:
+        images = parts[0].images if len(parts) == 1 else np.concatenate([p.images for p in parts])
+        counts = tuple(count for part in parts for count in part.counts)
+        return cls(images, counts, tuple(bare for part in parts for bare in part.bare))
+
+
+def to_records(data: Any, image_shape: Shape) -> Records:
+    """One record: an image or a list of images, as a float32 (B, H, W, 3) batch.
 
     Pixels must be numbers: strings (even "12") and booleans are refused, as the trainer's
     reader would never produce them."""
@@ -64,7 +86,8 @@ def to_batch(data: Any, image_shape: Shape) -> np.ndarray:
         ) from None
     if images.ndim >= 1 and images.shape[0] == 0:
         raise InvalidInput("the batch holds no images")
-    if images.ndim == len(image_shape):
+    bare = images.ndim == len(image_shape)
+    if bare:
         images = images[np.newaxis]  # a single image
     if images.ndim != len(image_shape) + 1 or images.shape[1:] != image_shape:
         raise InvalidInput(
@@ -76,12 +99,14 @@ def to_batch(data: Any, image_shape: Shape) -> np.ndarray:
     low, high = images.min(), images.max()
     if low < 0 or high > 255:
         raise InvalidInput(f"pixel values must be in 0-255, got {low:g} to {high:g}")
-    return images
+    return Records(images, (len(images),), (bare,))
 
 
 # A JSON string, escapes included, matched in one pass ("unrolled loop": no backtracking).
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _JSON_BOOLEAN = re.compile(rb"\b(?:true|false)\b")
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # what JSON allows between documents
+_JSON = json.JSONDecoder()
 
 
 def _skeleton(body: bytes) -> bytes:
@@ -98,22 +123,36 @@ def _json_depth(skeleton: bytes) -> int:
     return int(np.cumsum(steps).max(initial=0))
 
 
-def _parse_json(text: bytes) -> Any:
-    skeleton = _skeleton(text)
+def _json_documents(body: bytes) -> list[tuple[int, Any]]:
+    """(line number, document) for every JSON document in the body, in order: one, or
+    several separated by whitespace (JSON lines; batch transform's MultiRecord also sends
+    application/json as one document per line)."""
+    skeleton = _skeleton(body)
     if _json_depth(skeleton) > MAX_JSON_DEPTH:
         raise InvalidInput(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     if _JSON_BOOLEAN.search(skeleton):
         raise InvalidInput("pixel values must be numbers, not true or false")
     try:
-        return json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
         raise InvalidInput(f"body is not valid JSON ({error})") from None
-    except ValueError:  # Python's int parser refuses integers over sys.get_int_max_str_digits()
-        raise InvalidInput(
-            f"body has a number longer than {sys.get_int_max_str_digits()} digits"
-        ) from None
-    except RecursionError:  # not reachable past the depth check; kept as the last guard
-        raise InvalidInput(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    documents, position = [], _WHITESPACE.match(text).end()
+    if position == len(text):
+        raise InvalidInput("the body holds no JSON document")
+    while position < len(text):
+        line = text.count("\n", 0, position) + 1
+        try:
+            document, position = _JSON.raw_decode(text, position)
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"body is not valid JSON ({error})") from None
+        except ValueError:  # Python's int parser refuses integers over its digit limit
+            digits = sys.get_int_max_str_digits()
+            raise InvalidInput(f"line {line}: a number is longer than {digits} digits") from None
+        except RecursionError:  # not reachable past the depth check; kept as the last guard
+            raise InvalidInput(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels") from None
+        documents.append((line, document))
+        position = _WHITESPACE.match(text, position).end()
+    return documents
 
 
 def _unwrap(document: Any) -> Any:
@@ -129,24 +168,21 @@ def _unwrap(document: Any) -> Any:
     return document
 
 
-def decode_json(body: bytes, image_shape: Shape) -> np.ndarray:
-    return to_batch(_unwrap(_parse_json(body)), image_shape)
-
-
-def decode_jsonlines(body: bytes, image_shape: Shape) -> np.ndarray:
-    lines = [line for line in body.splitlines() if line.strip()]
-    if not lines:
-        raise InvalidInput("the JSON lines body holds no lines")
-    batches = []
-    for number, line in enumerate(lines, start=1):
+def decode_json(body: bytes, image_shape: Shape) -> Records:
+    """application/json and JSON lines: each document is a record (an image, a list of
+    images, or {"instances": ...}); JSON lines is one document per line."""
+    documents = _json_documents(body)
+    records = []
+    for line, document in documents:
         try:
-            batches.append(decode_json(line, image_shape))
+            records.append(to_records(_unwrap(document), image_shape))
         except InvalidInput as error:
-            raise InvalidInput(f"line {number}: {error}") from None
-    return np.concatenate(batches)
+            where = f"line {line}: " if len(documents) > 1 else ""
+            raise InvalidInput(f"{where}{error}") from None
+    return Records.join(records)
 
 
-def decode_csv(body: bytes, image_shape: Shape) -> np.ndarray:
+def decode_csv(body: bytes, image_shape: Shape) -> Records:
     width = int(np.prod(image_shape))
     if not body.strip():
         raise InvalidInput("the CSV body holds no rows")
@@ -162,7 +198,8 @@ def decode_csv(body: bytes, image_shape: Shape) -> np.ndarray:
         raise InvalidInput(
             f"CSV rows must have {width} values (H*W*3 for {list(image_shape)}), got {rows.shape[1]}"
         )
-    return to_batch(rows.reshape(-1, *image_shape), image_shape)
+    images = to_records(rows.reshape(-1, *image_shape), image_shape).images
+    return Records(images, (1,) * len(images), (True,) * len(images))  # a row is a record
 
 
 # What numpy's header reader (ast and tokenize on untrusted text) is seen to raise.
@@ -176,7 +213,7 @@ _NPY_HEADER_READERS = {
 }
 
 
-def decode_npy(body: bytes, image_shape: Shape) -> np.ndarray:
+def decode_npy(body: bytes, image_shape: Shape) -> Records:
     """A .npy array, read from the body in place after its header is checked against the
     body's length: a header that declares more data than was sent costs nothing."""
     if body.startswith(b"PK\x03\x04"):
@@ -200,22 +237,22 @@ def decode_npy(body: bytes, image_shape: Shape) -> np.ndarray:
             f" but the body holds {sent:,}"
         )
     array = np.frombuffer(body, dtype=dtype, count=math.prod(shape), offset=stream.tell())
-    return to_batch(array.reshape(shape, order="F" if fortran_order else "C"), image_shape)
+    return to_records(array.reshape(shape, order="F" if fortran_order else "C"), image_shape)
 
 
-def decode_image(body: bytes, image_shape: Shape) -> np.ndarray:
+def decode_image(body: bytes, image_shape: Shape) -> Records:
     """One encoded image, decoded as the trainer decodes its files (sagevit.images)."""
     try:
         pixels = images.decode(body, image_shape[0])
     except images.ImageError as error:
         raise InvalidInput(str(error)) from None
-    return pixels[np.newaxis].astype(np.float32)
+    return Records(pixels[np.newaxis].astype(np.float32), (1,), (True,))
 
 
-DECODERS: dict[str, Callable[[bytes, Shape], np.ndarray]] = {
+DECODERS: dict[str, Callable[[bytes, Shape], Records]] = {
     "application/json": decode_json,
-    "application/jsonlines": decode_jsonlines,
-    "application/x-jsonlines": decode_jsonlines,
+    "application/jsonlines": decode_json,
+    "application/x-jsonlines": decode_json,
     "text/csv": decode_csv,
     "application/x-npy": decode_npy,
     "image/jpeg": decode_image,

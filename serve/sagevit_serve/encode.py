@@ -1,7 +1,8 @@
 """Render probabilities in the format the client's Accept header asks for.
 
     application/json (default)  {"predictions": [[p0, ..., pC], ...]}        (TF Serving's shape)
-    application/jsonlines       {"predictions": [p0, ..., pC]} per line, one line per image
+    application/jsonlines       one line per input record, in order: {"predictions": [p0, ..., pC]}
+                                for a record that is one image, [[...], ...] for a list of them
 
 Top-k class names are requested with SageMaker's custom-attributes header,
 `X-Amzn-SageMaker-Custom-Attributes: top_k=3` (other `key=value` attributes,
@@ -50,19 +51,30 @@ def _top_k(row: np.ndarray, k: int, class_names: Sequence[str]) -> list[dict]:
 
 
 def render(
-    probabilities: np.ndarray, mimetype: str, top_k: int | None, class_names: Sequence[str]
+    probabilities: np.ndarray,
+    mimetype: str,
+    top_k: int | None,
+    class_names: Sequence[str],
+    records: Sequence[tuple[int, bool]] | None = None,
 ) -> str:
-    """The response body for (B, C) probabilities."""
-    rows = probabilities.tolist()
+    """The response body for (B, C) probabilities.
+
+    records: (images, bare) per input record, in order; JSON lines answer one line per
+    record, a bare image's line holding one row and a list's line a list of rows. None:
+    each image is a record of its own."""
     if mimetype == JSON:
-        document: dict = {"predictions": rows}
+        document: dict = {"predictions": probabilities.tolist()}
         if top_k:
             document["top_k"] = [_top_k(row, top_k, class_names) for row in probabilities]
         return json.dumps(document)
-    lines = []
-    for row, array in zip(rows, probabilities, strict=True):
-        line: dict = {"predictions": row}
+    records = records or [(1, True)] * len(probabilities)
+    lines, start = [], 0
+    for count, bare in records:
+        rows = probabilities[start : start + count]
+        start += count
+        line: dict = {"predictions": rows[0].tolist() if bare else rows.tolist()}
         if top_k:
-            line["top_k"] = _top_k(array, top_k, class_names)
+            best = [_top_k(row, top_k, class_names) for row in rows]
+            line["top_k"] = best[0] if bare else best
         lines.append(json.dumps(line))
     return "\n".join(lines) + "\n"

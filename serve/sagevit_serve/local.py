@@ -42,11 +42,15 @@ def start_server(
 
 
 def request(
-    url: str, body: bytes | None = None, content_type: str = "application/json", timeout: float = 30
+    url: str,
+    body: bytes | None = None,
+    content_type: str = "application/json",
+    timeout: float = 30,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
     """GET (no body) or POST; return (status, body) for any HTTP status."""
-    headers = {"Content-Type": content_type} if body is not None else {}
-    req = urllib.request.Request(url, data=body, headers=headers)
+    sent = {"Content-Type": content_type} if body is not None else {}
+    req = urllib.request.Request(url, data=body, headers={**sent, **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return response.status, response.read()
