@@ -22,6 +22,7 @@ from werkzeug.exceptions import (
     UnsupportedMediaType,
 )
 
+from sagevit_serve.batcher import Batcher
 from sagevit_serve.decode import DECODERS, InvalidInput
 from sagevit_serve.encode import (
     CUSTOM_ATTRIBUTES,
@@ -32,7 +33,7 @@ from sagevit_serve.encode import (
     parse_top_k,
     render,
 )
-from sagevit_serve.predictor import Predictor
+from sagevit_serve.predictor import BATCH_BUCKETS, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,12 @@ log = logging.getLogger(__name__)
 class ModelHolder:
     """The worker's model, loaded once in a background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch_wait: float) -> None:
         self.predictor: Predictor | None = None
+        self.batcher: Batcher | None = None
         self.error: BaseException | None = None
         self.loaded = threading.Event()
+        self.batch_wait = batch_wait
 
     def load(
         self,
@@ -51,7 +54,9 @@ class ModelHolder:
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         try:
-            self.predictor = loader()
+            predictor = loader()
+            self.batcher = Batcher(predictor.predict, BATCH_BUCKETS[-1], self.batch_wait)
+            self.predictor = predictor
         except BaseException as error:  # reported through /ping and on_error
             log.exception("loading the model failed")
             self.error = error
@@ -87,6 +92,7 @@ def create_app(
     tf_threads: tuple[int, int] | None = None,
     max_payload_mb: float = 6.0,
     max_concurrent_transforms: int = 1,
+    batch_wait: float = 0.002,
     load_wait: float = 30.0,
     background: bool = True,
     on_load_error: Callable[[BaseException], None] | None = None,
@@ -97,8 +103,9 @@ def create_app(
     tf_threads: (intra_op, inter_op) thread counts, set before TensorFlow starts;
         None leaves TensorFlow's defaults (use it when TF is already running).
     max_payload_mb: request bodies above this get 413 (SageMaker's real-time limit is 6 MB).
-    max_concurrent_transforms: what /execution-parameters tells batch transform (the
-        number of workers: each handles one request at a time).
+    max_concurrent_transforms: what /execution-parameters tells batch transform.
+    batch_wait: seconds the batcher may wait for concurrent requests' images to join a
+        model call (batcher.py); it never waits when no other request is coming.
     load_wait: seconds an invocation waits for a worker that is still loading its model.
         /ping answers 503 at once, but another worker may already have answered 200,
         so an invocation can reach a worker a moment before its model is ready.
@@ -108,7 +115,7 @@ def create_app(
     """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_payload_mb * 1024 * 1024)
-    holder = ModelHolder()
+    holder = ModelHolder(batch_wait)
     app.extensions["sagevit_model"] = holder
 
     def loader() -> Predictor:
@@ -158,8 +165,9 @@ def create_app(
             supported = ", ".join(DECODERS)
             raise UnsupportedMediaType(f"Content-Type {shown} is not supported; use one of {supported}")  # fmt: skip
         top_k = parse_top_k(request.headers.get(CUSTOM_ATTRIBUTES), len(model.class_names))
-        records = decode(request.get_data(cache=False), model.input_shape)
-        probabilities = model.predict(records.images)
+        with holder.batcher.request() as predict:  # tells the batcher this request is coming
+            records = decode(request.get_data(cache=False), model.input_shape)
+            probabilities = predict(records.images)  # in one model call with its neighbours
         layout = list(zip(records.counts, records.bare, strict=True))
         body = render(probabilities, response_type, top_k, model.class_names, layout)
         return Response(body, mimetype=response_type)

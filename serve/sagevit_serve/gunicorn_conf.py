@@ -1,8 +1,8 @@
 """gunicorn settings for `serve`; each one reads the environment through settings.py.
 
-Loaded with `gunicorn --config python:sagevit_serve.gunicorn_conf`. TensorFlow
-is never imported here: the master forks workers, and each worker loads its own
-model after the fork.
+`serve` (cli.py) runs `gunicorn --config python:sagevit_serve.gunicorn_conf --bind
+unix:SOCKET`, behind nginx (nginx.py), which alone talks to clients. TensorFlow is never
+imported here: the master forks workers, and each worker loads its own model after the fork.
 """
 
 import collections
@@ -14,14 +14,16 @@ from sagevit_serve import settings as _settings
 
 _s = _settings.from_environ()
 
-# SageMaker sends all traffic to port 8080 (SAGEMAKER_BIND_TO_PORT overrides).
-bind = f"{_s.host}:{_s.port}"
 # Each worker holds one model: one per GPU, else one per CPU of the container's quota, each
 # running TensorFlow on CPUs // workers threads.
 workers = _s.workers
-worker_class = "sync"
-# SageMaker abandons an invocation after 60 s; a worker stuck longer is restarted. Loading the
-# model is not an invocation: post_fork keeps the worker alive through it (SAGEVIT_MODEL_LOAD_TIMEOUT).
+# Threads, so that concurrent requests can share one model call (batcher.py). nginx hands
+# over only complete requests, so no thread ever waits on a slow client.
+worker_class = "gthread"
+threads = _s.threads
+# A worker whose main loop stalls this long is restarted. Loading the model is not a request:
+# post_fork keeps the worker alive through it (SAGEVIT_MODEL_LOAD_TIMEOUT). A slow request is
+# answered 504 by nginx at SageMaker's 60 s (SAGEMAKER_MODEL_SERVER_TIMEOUT).
 timeout = _s.timeout
 # SageMaker sends SIGTERM, then SIGKILL 30 s later: finish in-flight requests within 25 s.
 graceful_timeout = 25

@@ -9,12 +9,14 @@
 | SAGEMAKER_MODEL_SERVER_TIMEOUT  | 60               | seconds; SageMaker gives up on a request at 60 |
 | SAGEMAKER_MAX_PAYLOAD_IN_MB     | 6                | SageMaker's real-time request limit            |
 | SAGEVIT_MODEL_LOAD_TIMEOUT      | 600              | seconds to load and compile the model; not a request, so the request timeout does not apply |
+| SAGEVIT_WORKER_THREADS          | 8                | requests a worker holds at once (decoding, or waiting for the model) |
+| SAGEVIT_BATCH_WAIT_MS           | 2                | how long the batcher may hold a model call for concurrent requests |
 | SAGEVIT_TF_INTRA_OP_THREADS     | CPUs // workers  | workers × threads = cores: no oversubscription |
+| SAGEVIT_TF_INTER_OP_THREADS     | 1                | one small graph at a time per worker           |
 
 CPUs are the container's share (cgroup quota and affinity), not the host's cores; GPUs are
 the /dev/nvidiaN files the NVIDIA runtime gave the container, each worker pinned to one
 (gunicorn_conf.py) and taking GPU memory as it needs it.
-| SAGEVIT_TF_INTER_OP_THREADS     | 1                | one small graph at a time per worker           |
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class Settings:
     timeout: int
     load_timeout: int
     max_payload_mb: int
+    threads: int
+    batch_wait_ms: int
     intra_op_threads: int
     inter_op_threads: int
     gpus: list[str] = field(default_factory=list)  # CUDA ordinals the workers are pinned to
@@ -79,6 +83,8 @@ def from_environ(
         timeout=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
         load_timeout=_int(environ, "SAGEVIT_MODEL_LOAD_TIMEOUT", 600),
         max_payload_mb=max_payload_mb,
+        threads=_int(environ, "SAGEVIT_WORKER_THREADS", 8, maximum=256),
+        batch_wait_ms=_int(environ, "SAGEVIT_BATCH_WAIT_MS", 2, minimum=0, maximum=1000),
         intra_op_threads=_int(environ, "SAGEVIT_TF_INTRA_OP_THREADS", max(1, cpus // workers)),
         inter_op_threads=_int(environ, "SAGEVIT_TF_INTER_OP_THREADS", 1),
         gpus=gpus,

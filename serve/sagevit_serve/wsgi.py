@@ -25,6 +25,7 @@ app = create_app(
     tf_threads=(_s.intra_op_threads, _s.inter_op_threads),
     max_payload_mb=_s.max_payload_mb,
     max_concurrent_transforms=_s.workers,
+    batch_wait=_s.batch_wait_ms / 1000,
     background=False,
     on_load_error=_stop_worker,
     gpu_files=given_gpus(),
