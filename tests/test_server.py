@@ -1,7 +1,10 @@
 """Real gunicorn on 127.0.0.1 serving the model that the real toolkit trained."""
 
+import http.client
 import json
 import signal
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -132,6 +135,68 @@ def test_multirecord_batch_transform_lines_up_through_gunicorn(server, images):
     whole = post_json(f"{url}/invocations", images.tolist())[1]["predictions"]
     rows = [json.loads(line)["predictions"] for line in lines]
     np.testing.assert_allclose(rows, whole, atol=1e-6)
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def test_a_body_over_the_limit_gets_a_readable_413_with_content_length(server):
+    """The client sends all 7 MB, then reads the answer: nginx drains the body first."""
+    url, _, _ = server
+    connection = http.client.HTTPConnection("127.0.0.1", _port(url), timeout=30)
+    body = b"[" + b"0," * (7 * 1024 * 1024 // 2) + b"0]"
+    connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read()) == {
+        "error": "the body is over the 6 MB limit (SAGEMAKER_MAX_PAYLOAD_IN_MB)"
+    }
+
+
+def _chunked(url: str, body: bytes) -> tuple[int, bytes]:
+    """POST `body` with Transfer-Encoding: chunked (no Content-Length), 64 KB a chunk."""
+    connection = http.client.HTTPConnection("127.0.0.1", _port(url), timeout=30)
+    chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
+    headers = {"Content-Type": "application/json", "Accept": "application/jsonlines"}
+    connection.request("POST", "/invocations", chunks, headers, encode_chunked=True)
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+def test_a_chunked_body_is_limited_too_and_never_cut_short(server, images):
+    url, _, _ = server
+    line = json.dumps(images[0].tolist()).encode() + b"\n"
+    too_many = line * (6 * 1024 * 1024 // len(line) + 10)  # just over 6 MB of records
+    status, answer = _chunked(url, too_many)
+    assert status == 413 and b"over the 6 MB limit" in answer
+    fits = line * 300
+    status, answer = _chunked(url, fits)
+    assert status == 200 and len(answer.decode().splitlines()) == 300  # every record answered
+
+
+def test_slow_clients_cannot_take_the_workers(server, images):
+    """More stalled clients than the workers have threads: half-sent bodies and headers
+    that never end. /ping and a real request still answer within 2 s."""
+    url, _, _ = server
+    stalled = []
+    for i in range(40):
+        sock = socket.create_connection(("127.0.0.1", _port(url)))
+        if i % 2:
+            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                         b"Content-Type: application/json\r\n\r\n[[[")  # fmt: skip
+        else:
+            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Le")
+        stalled.append(sock)
+    try:
+        started = time.monotonic()
+        assert request(f"{url}/ping", timeout=2)[0] == 200
+        status, body = post_json(f"{url}/invocations", [images[0].tolist()])
+        assert status == 200 and len(body["predictions"]) == 1
+        assert time.monotonic() - started < 2
+    finally:
+        for sock in stalled:
+            sock.close()
 
 
 @pytest.fixture

@@ -9,6 +9,12 @@ def test_defaults_respect_sagemaker_limits():
     assert s.workers >= 1 and s.workers * s.intra_op_threads >= 1
 
 
+def test_batching_defaults_wait_at_most_2_ms():
+    s = from_environ({})
+    assert (s.threads, s.batch_wait_ms) == (8, 2)
+    assert from_environ({"SAGEVIT_BATCH_WAIT_MS": "0"}).batch_wait_ms == 0  # never wait
+
+
 def test_threads_split_the_cores_between_workers():
     s = from_environ({"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}, cpus=8, gpu_files=[])
     assert (s.workers, s.intra_op_threads, s.inter_op_threads) == (2, 4, 1)
@@ -44,6 +50,9 @@ def test_cuda_visible_devices_chooses_the_gpus():
         ("SAGEMAKER_BIND_TO_PORT", "٣"),
         ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "9" * 5000),
         ("SAGEMAKER_MODEL_SERVER_WORKERS", "-1"),
+        ("SAGEVIT_WORKER_THREADS", "0"),
+        ("SAGEVIT_BATCH_WAIT_MS", "1.5"),
+        ("SAGEVIT_BATCH_WAIT_MS", "5000"),
     ],
 )
 def test_bad_settings_name_the_variable(name, value):

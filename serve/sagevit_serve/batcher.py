@@ -54,6 +54,8 @@ class Batcher:
         self._changed = threading.Condition()
         self.calls = 0  # model calls so far, and the images they ran (for tests and logs)
         self.images = 0
+        self.report_every = 60.0  # seconds between log lines on calls and images
+        self._reported = (time.monotonic(), 0, 0)  # when, calls, images
 
     @contextmanager
     def request(self) -> Iterator[Callable[[np.ndarray], np.ndarray]]:
@@ -131,3 +133,15 @@ class Batcher:
             self.images += len(images)
             for job in jobs:
                 job.done = True
+            self._report()
+
+    def _report(self) -> None:
+        """Once a minute, a log line on how well requests are being grouped."""
+        now = time.monotonic()
+        if now - self._reported[0] >= self.report_every:
+            calls, images = self.calls - self._reported[1], self.images - self._reported[2]
+            log.info(
+                "batcher: %d model calls for %d images in the last %.0f s (%.1f a call)",
+                calls, images, now - self._reported[0], images / calls,
+            )  # fmt: skip
+            self._reported = (now, self.calls, self.images)

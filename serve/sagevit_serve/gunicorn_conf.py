@@ -27,6 +27,9 @@ threads = _s.threads
 timeout = _s.timeout
 # SageMaker sends SIGTERM, then SIGKILL 30 s later: finish in-flight requests within 25 s.
 graceful_timeout = 25
+# Each worker's heartbeat is a file it touches after every request: on a memory-backed file
+# system that costs nothing, on the container's overlay disk a system call to storage.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # Logs go to stdout/stderr, which SageMaker ships to CloudWatch.
 accesslog = None
 errorlog = "-"

@@ -99,7 +99,8 @@ class Predictor:
             return signature(**{spec.name: images})[output_name]
 
         class_names = read_class_names(Path(model_dir) / "metadata.json", output_size)
-        predictor = cls(image_size, class_names, version_dir.name, probabilities, loaded)
+        compiled = probabilities.get_concrete_function()  # calls skip tf.function's dispatch
+        predictor = cls(image_size, class_names, version_dir.name, compiled, loaded)
         for size in BATCH_BUCKETS:  # compile every shape now, not on a request
             predictor.predict(np.zeros((size, image_size, image_size, 3), np.float32))
         log.info(
