@@ -11,6 +11,7 @@ import re
 import subprocess
 import time
 
+import hostile_clients
 import keras
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from conftest import TINY, epoch_numbers, run_make, write_channel
 
 from sagevit.local import write_training_layout
 from sagevit.model import load_model
-from sagevit_serve.local import curl_invocations, free_port, wait_until_ready
+from sagevit_serve.local import curl_invocations, free_port, post_json, request, wait_until_ready
 from scripts.containers import (
     TRAINING_HOST,
     docker,
@@ -151,6 +152,24 @@ def test_make_predict_against_the_container_equals_in_process(serving, channel, 
     assert f"accuracy {local.accuracy:.4f} on {len(labels)} images" in result.stdout
     assert (out / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
     assert (out / "per_class.csv").read_text().splitlines()[0] == "class,support,recall,precision"
+
+
+def test_in_the_container_nginx_fronts_the_workers(serving, images):
+    """The design where it runs: a 7 MB body gets a readable 413, and 40 stalled clients
+    leave /ping and a real request answering within 2 s."""
+    url, _, _, _ = serving
+    port = int(url.rsplit(":", 1)[1])
+    status, answer = hostile_clients.post(port, hostile_clients.OVERSIZED)
+    assert status == 413 and "over the 6 MB limit" in json.loads(answer)["error"]
+    stalled = hostile_clients.stall(port, 40)
+    try:
+        started = time.monotonic()
+        assert request(f"{url}/ping", timeout=2)[0] == 200
+        assert post_json(f"{url}/invocations", [images[0].tolist()])[0] == 200
+        assert time.monotonic() - started < 2
+    finally:
+        for sock in stalled:
+            sock.close()
 
 
 def test_docker_stop_ends_the_server_cleanly(serving):

@@ -1,11 +1,10 @@
 """Real gunicorn on 127.0.0.1 serving the model that the real toolkit trained."""
 
-import http.client
 import json
 import signal
-import socket
 import time
 
+import hostile_clients
 import numpy as np
 import pytest
 from batch_transform import transform
@@ -144,50 +143,29 @@ def _port(url: str) -> int:
 def test_a_body_over_the_limit_gets_a_readable_413_with_content_length(server):
     """The client sends all 7 MB, then reads the answer: nginx drains the body first."""
     url, _, _ = server
-    connection = http.client.HTTPConnection("127.0.0.1", _port(url), timeout=30)
-    body = b"[" + b"0," * (7 * 1024 * 1024 // 2) + b"0]"
-    connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
-    response = connection.getresponse()
-    assert response.status == 413
-    assert json.loads(response.read()) == {
+    status, answer = hostile_clients.post(_port(url), hostile_clients.OVERSIZED)
+    assert status == 413
+    assert json.loads(answer) == {
         "error": "the body is over the 6 MB limit (SAGEMAKER_MAX_PAYLOAD_IN_MB)"
     }
-
-
-def _chunked(url: str, body: bytes) -> tuple[int, bytes]:
-    """POST `body` with Transfer-Encoding: chunked (no Content-Length), 64 KB a chunk."""
-    connection = http.client.HTTPConnection("127.0.0.1", _port(url), timeout=30)
-    chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
-    headers = {"Content-Type": "application/json", "Accept": "application/jsonlines"}
-    connection.request("POST", "/invocations", chunks, headers, encode_chunked=True)
-    response = connection.getresponse()
-    return response.status, response.read()
 
 
 def test_a_chunked_body_is_limited_too_and_never_cut_short(server, images):
     url, _, _ = server
     line = json.dumps(images[0].tolist()).encode() + b"\n"
     too_many = line * (6 * 1024 * 1024 // len(line) + 10)  # just over 6 MB of records
-    status, answer = _chunked(url, too_many)
+    status, answer = hostile_clients.post(_port(url), hostile_clients.chunks(too_many), True)
     assert status == 413 and b"over the 6 MB limit" in answer
     fits = line * 300
-    status, answer = _chunked(url, fits)
+    status, answer = hostile_clients.post(_port(url), hostile_clients.chunks(fits), True)
     assert status == 200 and len(answer.decode().splitlines()) == 300  # every record answered
 
 
 def test_slow_clients_cannot_take_the_workers(server, images):
-    """More stalled clients than the workers have threads: half-sent bodies and headers
-    that never end. /ping and a real request still answer within 2 s."""
+    """More stalled clients than the workers have threads (2 x 8): /ping and a real
+    request still answer within 2 s."""
     url, _, _ = server
-    stalled = []
-    for i in range(40):
-        sock = socket.create_connection(("127.0.0.1", _port(url)))
-        if i % 2:
-            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
-                         b"Content-Type: application/json\r\n\r\n[[[")  # fmt: skip
-        else:
-            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Le")
-        stalled.append(sock)
+    stalled = hostile_clients.stall(_port(url), 40)
     try:
         started = time.monotonic()
         assert request(f"{url}/ping", timeout=2)[0] == 200
