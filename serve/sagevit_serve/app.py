@@ -10,7 +10,6 @@ worker keeps serving.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,7 +56,6 @@ class ModelHolder:
         try:
             predictor = loader()
             self.batcher = Batcher(predictor.predict, BATCH_BUCKETS[-1], self.batch_wait)
-            self.batcher.report_every = float(os.environ.get("SAGEVIT_BATCH_REPORT_S", 60))
             self.predictor = predictor
         except BaseException as error:  # reported through /ping and on_error
             log.exception("loading the model failed")
