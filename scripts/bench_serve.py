@@ -178,9 +178,11 @@ def start_baseline(model_dir: Path, port: int, workers: int, workdir: Path) -> s
     if not tree.is_dir():
         tree.mkdir(parents=True)
         archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", BASELINE, "serve", "src"],
-            capture_output=True, check=True,
-        )  # fmt: skip
+            ["git", "-C", str(ROOT), "archive", BASELINE, "serve", "src"], capture_output=True
+        )
+        if archive.returncode != 0:
+            raise SystemExit(f"bench-serve runs the server as of commit {BASELINE} from git,"
+                             f" which this checkout lacks: {archive.stderr.decode().strip()}")  # fmt: skip
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     path = os.pathsep.join([str(tree / "serve"), str(tree / "src")])
     return start_server(model_dir, port, workers, extra_env={"PYTHONPATH": path})
