@@ -32,14 +32,22 @@ MAX_BODY = 6 * 1024 * 1024
 SIDE_40MP = 6324  # 6324 x 6324 = 39,992,976 pixels
 
 
-def _save(image: Image.Image, fmt: str, **options) -> bytes:
+def save_image(image: Image.Image, fmt: str, **options) -> bytes:
+    """`image` encoded as `fmt` by Pillow."""
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+def png(width: int, height: int, bit_depth: int, colour_type: int, idat: bytes) -> bytes:
+    """A PNG with this header and compressed data, written by hand: Pillow cannot write
+    16-bit colour, and refuses to write what a hostile file declares."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # fmt: skip
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")  # fmt: skip
 
 
 def png_of_zeros(width: int, height: int, bit_depth: int, colour_type: int, channels: int) -> bytes:
@@ -47,8 +55,7 @@ def png_of_zeros(width: int, height: int, bit_depth: int, colour_type: int, chan
     row = b"\x00" * (1 + width * channels * bit_depth // 8)
     compressor = zlib.compressobj(9)
     data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")  # fmt: skip
+    return png(width, height, bit_depth, colour_type, data)
 
 
 def bmp_rle8(width: int, height: int) -> bytes:
@@ -81,29 +88,29 @@ def repeat_scan(data: bytes, scan: int | None, copies: int) -> bytes:
 
 def progressive_40mp(scan: int) -> bytes:
     """8000 x 5000 progressive JPEG: 10 scans, one repeated up to the 600 scan-MP limit."""
-    data = _save(Image.fromarray(ramp(8000, 5000)), "JPEG", quality=95, progressive=True)
+    data = save_image(Image.fromarray(ramp(8000, 5000)), "JPEG", quality=95, progressive=True)
     return repeat_scan(data, scan, copies=5)
 
 
 def noise_jpeg() -> bytes:
     """The most entropy-coded data in 6 MB: noise at quality 100, baseline."""
     noise = np.random.default_rng(0).integers(0, 256, (1400, 1400, 3), dtype=np.uint8)
-    return _save(Image.fromarray(noise), "JPEG", quality=100)
+    return save_image(Image.fromarray(noise), "JPEG", quality=100)
 
 
 def tiny_many_scans() -> bytes:
-    small = _save(Image.fromarray(ramp(32, 32)), "JPEG", progressive=True)
+    small = save_image(Image.fromarray(ramp(32, 32)), "JPEG", progressive=True)
     return repeat_scan(small, 9, copies=90)  # 10 + 90 = 100 scans, the limit
 
 
 def gray_many_scans() -> bytes:
-    gray = _save(Image.fromarray(ramp(8000, 5000, channels=1)), "JPEG", progressive=True)
+    gray = save_image(Image.fromarray(ramp(8000, 5000, channels=1)), "JPEG", progressive=True)
     return repeat_scan(gray, None, copies=1500)
 
 
 def gif_frames(count: int) -> bytes:
     frames = [Image.new("L", (512, 512), i % 256) for i in range(count)]
-    return _save(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    return save_image(frames[0], "GIF", save_all=True, append_images=frames[1:])
 
 
 # name: (what the decoder should do, how to make the body)
@@ -119,10 +126,13 @@ CASES: dict[str, tuple[str, Callable[[], bytes]]] = {
     "png: 40 MP gray, 16 bits": ("accepted", lambda: png_of_zeros(SIDE_40MP, SIDE_40MP, 16, 0, 1)),
     "png: 16384 x 2441, 1 bit": ("accepted", lambda: png_of_zeros(16384, 2441, 1, 0, 1)),
     "png: 39,000,000 x 1, 1 bit": ("refused", lambda: png_of_zeros(39_000_000, 1, 1, 0, 1)),
-    "gif: 40 MP": ("accepted", lambda: _save(Image.new("L", (SIDE_40MP, SIDE_40MP)), "GIF")),
+    "gif: 40 MP": ("accepted", lambda: save_image(Image.new("L", (SIDE_40MP, SIDE_40MP)), "GIF")),
     "gif: 2,000 frames": ("accepted", lambda: gif_frames(2000)),
     "bmp: 40 MP, RLE8": ("accepted", lambda: bmp_rle8(SIDE_40MP, SIDE_40MP)),
-    "webp: 1 MP (not decoded)": ("refused", lambda: _save(Image.new("RGB", (1000, 1000)), "WEBP")),
+    "webp: 1 MP (not decoded)": (
+        "refused",
+        lambda: save_image(Image.new("RGB", (1000, 1000)), "WEBP"),
+    ),
 }
 
 

@@ -9,6 +9,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from scripts.bench_decode import png
+
 
 def _npy(array):
     buffer = io.BytesIO()
@@ -24,11 +26,7 @@ def _npz():
 
 def _png_bomb(width=100_000, height=100_000, bit_depth=8, colour_type=2):
     """A valid PNG header claiming width x height pixels (the data is never decoded)."""
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    chunk = b"IHDR" + header
-    ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-    idat = b"IDAT" + zlib.compress(b"\x00" * 1000)
-    return b"\x89PNG\r\n\x1a\n" + ihdr + struct.pack(">I", len(idat) - 4) + idat + b"\0\0\0\0"
+    return png(width, height, bit_depth, colour_type, zlib.compress(b"\x00" * 1000))
 
 
 def _png(size=(32, 32)):
@@ -170,6 +168,14 @@ CORPUS = [
     ("npy header not a dict", NPY, _npy_with_header("[1, 2, 3]"), 400, "not a readable .npy"),
     ("npy version 9", NPY, b"\x93NUMPY\x09\x00" + b"\x00" * 64, 400, "not a readable .npy"),
     ("jsonlines empty", JSONL, b"\n\n", 400, "no JSON document"),
+    ("json documents, second bad", JSON, ZEROS_JSON.encode() + b"\n[[oops", 400, "not valid JSON"),
+    (
+        "json documents, second wrong",
+        JSON,
+        ZEROS_JSON.encode() + b"\n{}",
+        400,
+        "line 2: JSON object",
+    ),
     ("jsonlines bad line", JSONL, json.dumps(ZEROS.tolist()).encode() + b"\n{oops", 400, "line 2"),
     ("csv short row", CSV, b"1,2,3", 400, "3072 values"),
     ("csv text", CSV, b"a,b,c", 400, "comma-separated numbers"),

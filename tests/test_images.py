@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import struct
 import zlib
 
 import numpy as np
@@ -13,57 +11,42 @@ from PIL import Image
 from sagevit import images
 from sagevit.data import load_image_folder
 from sagevit_serve.decode import DECODERS, InvalidInput
+from scripts.bench_decode import png, save_image
 
 SIZE = 32
 RNG = np.random.default_rng(0)
 PHOTO = RNG.integers(0, 256, (48, 40, 3), dtype=np.uint8)  # not square, not the model's size
 
 
-def _save(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def png_16bit_rgb(pixels: np.ndarray) -> bytes:
     """A 16-bit-per-sample RGB PNG, which Pillow cannot write."""
     height, width, _ = pixels.shape
     rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
-    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(rows))
-        + _png_chunk(b"IEND", b"")
-    )
+    return png(width, height, 16, 2, zlib.compress(rows))
 
 
 def jpeg_with_orientation(image: Image.Image, orientation: int) -> bytes:
     exif = Image.Exif()
     exif[images.EXIF_ORIENTATION] = orientation
-    return _save(image, "JPEG", quality=95, exif=exif)
+    return save_image(image, "JPEG", quality=95, exif=exif)
 
 
 def _palette_with_transparency() -> bytes:
     image = Image.fromarray(PHOTO).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
-    return _save(image, "PNG", transparency=3)
+    return save_image(image, "PNG", transparency=3)
 
 
 KINDS = {
-    "rgb.png": lambda: _save(Image.fromarray(PHOTO), "PNG"),
-    "rgb.jpg": lambda: _save(Image.fromarray(PHOTO), "JPEG"),
-    "progressive.jpg": lambda: _save(Image.fromarray(PHOTO), "JPEG", progressive=True),
-    "gray16.png": lambda: _save(Image.fromarray(np.full((40, 40), 32768, np.uint16)), "PNG"),
+    "rgb.png": lambda: save_image(Image.fromarray(PHOTO), "PNG"),
+    "rgb.jpg": lambda: save_image(Image.fromarray(PHOTO), "JPEG"),
+    "progressive.jpg": lambda: save_image(Image.fromarray(PHOTO), "JPEG", progressive=True),
+    "gray16.png": lambda: save_image(Image.fromarray(np.full((40, 40), 32768, np.uint16)), "PNG"),
     "rgb16.png": lambda: png_16bit_rgb(PHOTO.astype(np.uint16) * 257),
     "palette.png": _palette_with_transparency,
-    "gray-alpha.png": lambda: _save(Image.fromarray(PHOTO).convert("LA"), "PNG"),
-    "rgba.png": lambda: _save(Image.fromarray(PHOTO).convert("RGBA"), "PNG"),
-    "bilevel.png": lambda: _save(Image.fromarray(PHOTO).convert("1"), "PNG"),
-    "cmyk.jpg": lambda: _save(Image.fromarray(PHOTO).convert("CMYK"), "JPEG"),
+    "gray-alpha.png": lambda: save_image(Image.fromarray(PHOTO).convert("LA"), "PNG"),
+    "rgba.png": lambda: save_image(Image.fromarray(PHOTO).convert("RGBA"), "PNG"),
+    "bilevel.png": lambda: save_image(Image.fromarray(PHOTO).convert("1"), "PNG"),
+    "cmyk.jpg": lambda: save_image(Image.fromarray(PHOTO).convert("CMYK"), "JPEG"),
     "exif-rotated.jpg": lambda: jpeg_with_orientation(Image.fromarray(PHOTO), 6),
 }
 
@@ -110,13 +93,13 @@ def test_exif_orientation_is_applied():
 def test_alpha_is_dropped_and_the_colour_under_it_kept():
     rgba = np.zeros((SIZE, SIZE, 4), np.uint8)
     rgba[..., :3] = (10, 200, 30)  # fully transparent, but green underneath
-    decoded = images.decode(_save(Image.fromarray(rgba, "RGBA"), "PNG"), SIZE)
+    decoded = images.decode(save_image(Image.fromarray(rgba, "RGBA"), "PNG"), SIZE)
     assert (decoded == (10, 200, 30)).all()
 
 
 def test_only_the_first_frame_of_an_animation_is_decoded():
     frames = [Image.new("RGB", (SIZE, SIZE), (i % 256, 0, 0)) for i in range(1, 500)]
-    gif = _save(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    gif = save_image(frames[0], "GIF", save_all=True, append_images=frames[1:])
     decoded = images.decode(gif, SIZE)
     assert abs(int(decoded[..., 0].mean()) - 1) <= 1
 
@@ -124,7 +107,7 @@ def test_only_the_first_frame_of_an_animation_is_decoded():
 def test_jpeg_scans_are_counted():
     assert images.jpeg_scan_count(KINDS["rgb.jpg"]()) == 1
     assert images.jpeg_scan_count(KINDS["progressive.jpg"]()) == 10  # libjpeg's own script
-    gray = _save(Image.fromarray(PHOTO).convert("L"), "JPEG", progressive=True)
+    gray = save_image(Image.fromarray(PHOTO).convert("L"), "JPEG", progressive=True)
     assert images.jpeg_scan_count(gray) == 6
 
 
@@ -137,7 +120,7 @@ def repeated_scans(data: bytes, copies: int) -> bytes:
 
 def big_progressive_jpeg(width: int, height: int) -> bytes:
     ramp = np.add.outer(np.arange(height) // 40, np.arange(width) // 40).astype(np.uint8)
-    return _save(Image.fromarray(ramp), "JPEG", progressive=True)
+    return save_image(Image.fromarray(ramp), "JPEG", progressive=True)
 
 
 @pytest.mark.parametrize(
@@ -145,9 +128,9 @@ def big_progressive_jpeg(width: int, height: int) -> bytes:
     [
         (lambda: repeated_scans(KINDS["progressive.jpg"](), 3000), "over the limit of 100 scans"),
         (lambda: repeated_scans(big_progressive_jpeg(8000, 5000), 20), "scan-megapixels"),
-        (lambda: _save(Image.new("1", (39_000_000, 1)), "PNG"), "longest side"),
-        (lambda: _save(Image.new("1", (1, 20_000)), "PNG"), "longest side"),
-        (lambda: _save(Image.new("1", (8000, 5001)), "PNG"), "40,000,000 pixel limit"),
+        (lambda: save_image(Image.new("1", (39_000_000, 1)), "PNG"), "longest side"),
+        (lambda: save_image(Image.new("1", (1, 20_000)), "PNG"), "longest side"),
+        (lambda: save_image(Image.new("1", (8000, 5001)), "PNG"), "40,000,000 pixel limit"),
         (lambda: KINDS["rgb.jpg"]()[:-200], "damaged"),
         (lambda: b"GIF89a" + b"\x00" * 20, "not a decodable image"),
     ],
@@ -163,7 +146,7 @@ def test_images_within_the_limits_are_decoded():
     at_the_limit = repeated_scans(big_progressive_jpeg(3000, 2000), 100 - 6)  # 100 scans, 6 MP
     assert images.jpeg_scan_count(at_the_limit) == 100
     assert images.decode(at_the_limit, SIZE).shape == (SIZE, SIZE, 3)
-    long_strip = _save(Image.new("L", (16_384, 1), 77), "PNG")
+    long_strip = save_image(Image.new("L", (16_384, 1), 77), "PNG")
     assert (images.decode(long_strip, SIZE) == 77).all()
 
 

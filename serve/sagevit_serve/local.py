@@ -27,7 +27,7 @@ def start_server(
     extra_env: dict[str, str] | None = None,
     output: IO[str] | None = None,
 ) -> subprocess.Popen:
-    """Start `serve` (gunicorn) on 127.0.0.1:port for `model_dir`; the caller stops it.
+    """Start `serve` (nginx in front of gunicorn) on 127.0.0.1:port for `model_dir`; the caller stops it.
     Its log goes to `output` (a file) if given, else to ours."""
     env = {
         **os.environ,
