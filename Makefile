@@ -49,7 +49,7 @@ URL ?=
 EVAL_DIR ?= build/evaluation
 AWS_ARGS = $(if $(AWS_REGION),--region $(AWS_REGION)) $(if $(BUCKET),--bucket $(BUCKET))
 
-.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train bench-decode
+.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train bench-accuracy bench-decode
 .PHONY: push data train deploy predict clean
 
 help: ## List the targets
@@ -114,8 +114,11 @@ bench-serve: install ## Benchmark the server against a naive Flask+predict one; 
 bench-decode: install ## CPU time and memory of the costliest image bodies the decoder accepts; writes bench/results/decode.json
 	$(PY) -m scripts.bench_decode
 
-bench-train: install ## Accuracy by epoch and throughput vs the seed recipe on CIFAR-10 (DATA=); writes bench/results/train.json
+bench-train: install ## Training speed: our loop vs the seed notebook's fit, alternating rounds (DATA=); writes bench/results/train.json
 	$(PY) -m scripts.bench_train $(if $(DATA),--data $(DATA))
+
+bench-accuracy: install ## Validation accuracy by epoch, default recipe vs the seed's (DATA=, RUNS=); writes bench/results/accuracy.json
+	$(PY) -m scripts.bench_accuracy $(if $(DATA),--data $(DATA)) $(if $(RUNS),--runs $(RUNS))
 
 push: install ## Push IMAGE to ECR REPOSITORY:TAG, creating the repository (REGISTRY=host:port for any other)
 	$(PY) -m scripts.push --image $(IMAGE) --repository $(REPOSITORY) --tag $(TAG) \

@@ -1,22 +1,18 @@
-"""`make bench-train`: accuracy by epoch and training throughput, default recipe vs the seed's.
+"""`make bench-train`: training speed, our loop against the seed notebook's own `fit`.
 
-    python -m scripts.bench_train [--data PATH] [--runs default@5,default@10,seed,ours@seed]
+    python -m scripts.bench_train [--data PATH] [--images 12800] [--rounds 2] [--epochs 2]
 
-Data: the CIFAR-10 training JPEGs (../shared/data/cifar10-train-jpeg.tar.gz, or
---data / SAGEVIT_CIFAR10), split 45,000 / 5,000 with a fixed seed: the 5,000 are a
-validation split carved from the training images, not the CIFAR-10 test set.
-
-Runs, each in a fresh process of its own, one after another on this machine:
-  * default@5, default@10: our trainer with the default recipe, --epochs 5 and 10
-              (the cosine schedule fits the budget it is given);
-  * seed:     the seed notebook's own recipe, written below as the baseline: its
-              post-norm ViT, `model.compile(AdamW(3e-4, weight_decay=1e-4))`,
-              `model.fit(x, y, batch_size=256)`, no augmentation; 5 epochs;
-  * ours@seed: our trainer and input pipeline with the seed's architecture and batch
-              size (`--preset seed`), 3 epochs, for images/s against the seed's loop.
-`--runs seed,ours@seed` reruns a subset; the others keep their last (timestamped)
-result in the JSON. Prints a table and writes bench/results/train.json.
-Throughput excludes each run's first epoch (tracing and warm-up).
+Three runs, each in a fresh process, alternating (seed, ours@seed, default, seed, ...)
+for --rounds rounds, so that this machine's drifting speed reaches every run alike:
+  * seed: the seed notebook's Keras compile + fit, stock Keras layers
+    (scripts/seed_notebook.py);
+  * ours@seed: our trainer at the seed's architecture and batch 256 (`--preset seed`);
+  * default: our trainer with the default recipe (batch 64, conv stem, augmentation).
+Each trains on the first --images CIFAR-10 training images (../shared/data, or --data /
+SAGEVIT_CIFAR10), without validation. A run's speed is images per second over its
+epochs after the first (the first traces and compiles); its figure is the median over
+the rounds. `--ours "--jit-compile false"` passes flags to our runs. Prints a table and
+the ratios and writes bench/results/train.json, with GFLOP/s against the CPU's peak.
 """
 
 from __future__ import annotations
@@ -26,226 +22,162 @@ import json
 import logging
 import os
 import platform
-import subprocess
+import shlex
+import statistics
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from sagevit.config import parse_hyperparameters
-from sagevit.data import TRAIN_FILE, VALIDATION_FILE, load_channel
-from sagevit.model import build_vit
+from sagevit.config import Hyperparameters, parse_hyperparameters
+from sagevit.data import TRAIN_FILE
 from sagevit.train import run
-from scripts.prepare_data import prepare
+from scripts.bench_common import (
+    DEFAULT_ARCHIVE,
+    EpochTimer,
+    prepare_cifar10,
+    run_child,
+    write_report,
+)
+from scripts.seed_notebook import notebook_fit
 
-log = logging.getLogger("bench_train")
-DEFAULT_ARCHIVE = Path("../shared/data/cifar10-train-jpeg.tar.gz")
-SEED_MFLOP_PER_IMAGE = 65  # forward + backward at the seed size (issue 5's count)
-CHECKPOINTS = (1, 3, 5, 10)
-
-
-def prepare_cifar10(source: Path, workdir: Path, validation_size: int) -> Path:
-    channel = workdir / "cifar10"
-    if not (channel / TRAIN_FILE).is_file():
-        prepare(str(source), channel, validation_size=validation_size, seed=0)
-    return channel
+RUNS = {"seed": None, "ours@seed": ["--preset", "seed"], "default": []}  # None: notebook's fit
 
 
-class EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        # Keras times validation inside the epoch too; so does our trainer.
-        self.seconds.append(time.perf_counter() - self.started)
-
-
-def seed_recipe(channel: Path, epochs: int) -> list[dict]:
-    """The seed notebook's training, as it wrote it: Keras compile/fit on arrays."""
-    hp = parse_hyperparameters(["--preset", "seed"])
-    keras.utils.set_random_seed(hp.seed)
-    train = load_channel(channel, TRAIN_FILE, "train", 32, 10)
-    val = load_channel(channel, VALIDATION_FILE, "validation", 32, 10)
-    model = build_vit(**hp.model_kwargs())
-    model.compile(
-        optimizer=keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    timer = EpochTimer()
-    history = model.fit(
-        train.images,
-        train.labels,
-        batch_size=hp.batch_size,
-        epochs=epochs,
-        validation_data=(val.images, val.labels),
-        callbacks=[timer],
-        verbose=2,
-    )
-    return [
-        {"epoch": i + 1, "val_accuracy": history.history["val_accuracy"][i], "seconds": seconds}
-        for i, seconds in enumerate(timer.seconds)
-    ]
+def forward_flops(hp: Hyperparameters) -> float:
+    """Multiply-adds x 2 of one image's forward pass (matrix products and convolutions)."""
+    side, d, heads = hp.image_size, hp.d_model, hp.num_heads
+    if hp.tokenizer == "patch":
+        tokens = (side // hp.patch_size) ** 2
+        flops = tokens * (hp.patch_size**2 * 3) * d * 2
+    else:  # two 3x3 convolutions, the second at half resolution (ConvTokenizer, 64 hidden)
+        tokens = (side // 4) ** 2
+        flops = side**2 * 27 * 64 * 2 + (side // 2) ** 2 * 9 * 64 * d * 2
+    length = tokens + (hp.pooling == "class_token")
+    per_block = length * d * 4 * d * 2  # queries, keys, values, output projection
+    per_block += 2 * heads * length**2 * (d // heads) * 2  # scores, weighted values
+    per_block += 2 * length * d * hp.mlp_dim * 2  # the MLP
+    return flops + hp.num_layers * per_block + d * hp.num_classes * 2
 
 
-def our_recipe(channel: Path, workdir: Path, argv: list[str]) -> list[dict]:
-    history = run(parse_hyperparameters(argv), channel, workdir / "model", validation_dir=channel)
-    return [{"epoch": r.epoch, **r.metrics} for r in history]
-
-
-def images_per_second(epochs: list[dict], train_size: int) -> float:
-    later = [e["seconds"] for e in epochs[1:]] or [epochs[0]["seconds"]]
-    return train_size / float(np.mean(later))
-
-
-def cpu_peak_gflops() -> float:
-    """cores x clock x 64 FP32 FLOP/cycle (two AVX-512 FMA units), where AVX-512 exists."""
+def cpu_peak_gflops() -> dict[str, float]:
+    """The nominal peak (cores x clock x FP32 FLOP a cycle: 32 with AVX2 FMA, 64 with
+    AVX-512) and what a large float32 matrix product reaches here (NumPy)."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     mhz = [float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
     per_cycle = 64 if "avx512f" in info else 32
-    return (os.cpu_count() or 1) * (np.mean(mhz) if mhz else 2000.0) / 1000 * per_cycle
+    nominal = (os.cpu_count() or 1) * (float(np.mean(mhz)) if mhz else 2000.0) / 1000 * per_cycle
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    started = time.perf_counter()
+    for _ in range(5):
+        a @ a
+    matmul = 5 * 2 * 2048**3 / (time.perf_counter() - started) / 1e9
+    return {"nominal": nominal, "matmul": matmul}
 
 
-# name -> (what runs, its arguments): each one runs in a fresh process of its own.
-RUNS = {
-    "default@5": ("ours", ["--epochs", "5"]),  # the recipe given a 5-epoch budget
-    "default@10": ("ours", ["--epochs", "10"]),  # ... and a 10-epoch one
-    "seed": ("seed", ["--epochs", "5"]),  # the notebook's own compile/fit loop
-    "ours@seed": ("ours", ["--preset", "seed", "--epochs", "3"]),  # our loop, seed model
-}
+def subset_channel(source: Path, workdir: Path, images: int) -> Path:
+    """A channel holding the first `images` training examples of `source`."""
+    channel = workdir / f"cifar10-first-{images}"
+    if not (channel / TRAIN_FILE).is_file():
+        data = np.load(source / TRAIN_FILE)
+        channel.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            channel / TRAIN_FILE,
+            image=data["image"][:images],
+            label=data["label"][:images],
+            class_names=data["class_names"],
+        )
+    return channel
 
 
-def run_one(kind: str, args: list[str], channel: Path, workdir: Path) -> list[dict]:
-    """Run one recipe in this process and return its epochs."""
-    if kind == "seed":
-        return seed_recipe(channel, int(args[args.index("--epochs") + 1]))
-    return our_recipe(channel, workdir, args)
+def child(name: str, channel: Path, workdir: Path, epochs: int, ours: list[str]) -> list[float]:
+    """Train one run in this process; return its epochs' wall seconds."""
+    if RUNS[name] is None:
+        data = np.load(channel / TRAIN_FILE)
+        timer = EpochTimer()
+        notebook_fit(data["image"], data["label"], epochs, callbacks=[timer])
+        return timer.seconds
+    hp = parse_hyperparameters([*RUNS[name], *ours, "--epochs", str(epochs)])
+    return [r.metrics["seconds"] for r in run(hp, channel, workdir / "model")]
 
 
-def run_isolated(name: str, channel: Path, workdir: Path) -> list[dict]:
-    """Run RUNS[name] in a child process, so no run inherits another's threads or memory."""
-    out = workdir / f"{name}.json"
-    command = [sys.executable, "-m", "scripts.bench_train", "--child", name]
-    command += ["--channel", str(channel), "--workdir", str(workdir)]
-    log.info("run %s: %s", name, " ".join(RUNS[name][1]))
-    subprocess.run(command, check=True)
-    return json.loads(out.read_text())
-
-
-def targets(report: dict) -> list[dict]:
-    """Issue 5's targets, each with its measured value and whether it was hit."""
-    runs = report["runs"]
-
-    def accuracy(run: str, epoch: int) -> float | None:
-        return next((e["val_accuracy"] for e in runs.get(run, []) if e["epoch"] == epoch), None)
-
-    def seconds(run: str, count: int) -> float:
-        return sum(e["seconds"] for e in runs.get(run, [])[:count])
-
-    wall = seconds("default@5", 5) / seconds("seed", 5) if seconds("seed", 5) else None
-    rows = [
-        ("default, val accuracy at epoch 5 (--epochs 5)", ">= 0.65", accuracy("default@5", 5), lambda v: v >= 0.65),
-        ("default, val accuracy at epoch 5 of --epochs 10", "", accuracy("default@10", 5), None),
-        ("default, val accuracy at epoch 10 (--epochs 10)", ">= 0.72", accuracy("default@10", 10), lambda v: v >= 0.72),
-        ("wall time of 5 epochs, default@5 vs seed", "<= 2x", wall, lambda v: v <= 2.0),
-        ("images/s at the seed architecture vs seed", ">= 2x", report["throughput"].get("speedup"), lambda v: v >= 2.0),
-    ]  # fmt: skip
-    return [
-        {"target": target, "goal": goal, "measured": value, "hit": None if check is None or value is None else check(value)}
-        for target, goal, value, check in rows
-    ]  # fmt: skip
+def summarise(rounds: dict[str, list[list[float]]], images: int, peak: dict) -> dict:
+    """Per run: images/s of every round (epochs after the first), their median, GFLOP/s."""
+    seed = parse_hyperparameters(["--preset", "seed"])
+    hps = {"seed": seed, "ours@seed": seed, "default": parse_hyperparameters([])}
+    runs = {}
+    for name, seconds in rounds.items():
+        speeds = [images / statistics.median(s[1:] or s) for s in seconds]
+        gflops = statistics.median(speeds) * 3 * forward_flops(hps[name]) / 1e9  # 3: + backward
+        runs[name] = {"images_per_s": speeds, "median": statistics.median(speeds),
+                      "gflops": gflops, "of_peak": gflops / peak["nominal"],
+                      "of_matmul": gflops / peak["matmul"]}  # fmt: skip
+    ratios = {f"{name} / seed": runs[name]["median"] / runs["seed"]["median"] for name in runs if name != "seed" and "seed" in runs}  # fmt: skip
+    return {"runs": runs, "ratios": ratios}
 
 
 def print_report(report: dict, out: Path) -> None:
-    runs = report["runs"]
-    names = [n for n in RUNS if n in runs and n != "ours@seed"]
-    print("\n" + "epoch".rjust(5) + "".join(f"{n + ' acc':>16}{'s':>7}" for n in names))
-    for epoch in sorted({e["epoch"] for n in names for e in runs[n]}):
-        cells = []
-        for n in names:
-            e = next((e for e in runs[n] if e["epoch"] == epoch), None)
-            cells.append(f"{e['val_accuracy']:>16.4f}{e['seconds']:>7.0f}" if e else " " * 23)
-        print(f"{epoch:>4}{'*' if epoch in CHECKPOINTS else ' '}" + "".join(cells))
-    t = report["throughput"]
-    if t:
-        print(
-            f"\nseed architecture, batch 256: seed loop {t['seed_images_per_s']:.0f} img/s "
-            f"({t['seed_gflops']:.1f} GFLOP/s), ours {t['ours_at_seed_images_per_s']:.0f} img/s "
-            f"({t['ours_gflops']:.1f} GFLOP/s, {t['ours_gflops'] / t['cpu_peak_gflops']:.1%} "
-            f"of a {t['cpu_peak_gflops']:.0f} GFLOP/s peak)"
-        )
-    for row in report["targets"]:
-        shown = "n/a" if row["measured"] is None else f"{row['measured']:.3f}"
-        verdict = {True: "yes", False: "MISSED", None: ""}[row["hit"]]
-        print(f"{row['target']:<50}{row['goal']:<9}{shown:<9}{verdict}")
-    print(f"\nwrote {out}")
+    peak = report["cpu_peak_gflops"]
+    print(
+        f"\n{'run':<12}{'images/s by round':<26}{'median':>8}{'GFLOP/s':>9}{'of peak':>9}{'of matmul':>11}"
+    )
+    for name, r in report["runs"].items():
+        rounds = ", ".join(f"{s:.0f}" for s in r["images_per_s"])
+        print(f"{name:<12}{rounds:<26}{r['median']:>8.0f}{r['gflops']:>9.1f}{r['of_peak']:>9.1%}{r['of_matmul']:>11.1%}")  # fmt: skip
+    for ratio, value in report["ratios"].items():
+        print(f"{ratio:<20}{value:.2f}x")
+    print(f"peak: {peak['nominal']:.0f} GFLOP/s nominal, {peak['matmul']:.0f} by a NumPy matmul")
+    print(f"wrote {out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data", type=Path, default=Path(os.environ.get("SAGEVIT_CIFAR10", DEFAULT_ARCHIVE))
-    )
-    parser.add_argument(
-        "--runs", default=",".join(RUNS), help=f"comma-separated subset of {', '.join(RUNS)}"
-    )
-    parser.add_argument("--validation-size", type=int, default=5000, help="held-out images")
+    default_data = Path(os.environ.get("SAGEVIT_CIFAR10", DEFAULT_ARCHIVE))
+    parser.add_argument("--data", type=Path, default=default_data)
+    parser.add_argument("--images", type=int, default=12800, help="training images a run")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (median)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs a run; the first not timed")
+    parser.add_argument("--runs", default=",".join(RUNS), help=f"subset of {', '.join(RUNS)}")
+    parser.add_argument("--ours", default="", help="extra flags for our runs, one string")
     parser.add_argument("--workdir", type=Path, default=Path("build/bench"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/train.json"))
     parser.add_argument("--child", choices=list(RUNS), help=argparse.SUPPRESS)
     parser.add_argument("--channel", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    ours = shlex.split(args.ours)
 
     if args.child:  # one run, in the process the parent started for it
-        kind, run_args = RUNS[args.child]
-        epochs = run_one(kind, run_args, args.channel, args.workdir)
-        (args.workdir / f"{args.child}.json").write_text(json.dumps(epochs, indent=2))
+        seconds = child(args.child, args.channel, args.workdir, args.epochs, ours)
+        (args.workdir / f"{args.child}.json").write_text(json.dumps(seconds))
         return 0
 
     if not args.data.exists():
         sys.exit(f"no CIFAR-10 data at {args.data}: pass --data or set SAGEVIT_CIFAR10")
     selected = [name.strip() for name in args.runs.split(",") if name.strip()]
-    unknown = set(selected) - set(RUNS)
-    if unknown:
-        sys.exit(f"unknown runs {sorted(unknown)}; choose from {', '.join(RUNS)}")
-    channel = prepare_cifar10(args.data, args.workdir, args.validation_size)
-    train_size = len(np.load(channel / TRAIN_FILE)["label"])
-    # Runs not selected this time keep their last measurement (each is stamped).
-    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    report: dict = {
-        "train_examples": train_size,
-        "validation_examples": args.validation_size,
+    if set(selected) - set(RUNS) or args.rounds < 1 or args.epochs < 2:
+        sys.exit(f"--runs takes {', '.join(RUNS)}; --rounds >= 1; --epochs >= 2")
+    full = prepare_cifar10(args.data, args.workdir, validation_size=5000)
+    channel = subset_channel(full, args.workdir, args.images)
+    flags = ["--channel", str(channel), "--epochs", str(args.epochs), f"--ours={args.ours}"]
+    rounds: dict[str, list[list[float]]] = {name: [] for name in selected}
+    for _ in range(args.rounds):
+        for name in selected:
+            rounds[name].append(run_child("scripts.bench_train", name, args.workdir, *flags))
+    peak = cpu_peak_gflops()
+    report = {
+        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpu": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
-        "runs": previous.get("runs", {}),
-        "measured": previous.get("measured", {}),
+        "images": args.images,
+        "epochs": args.epochs,
+        "ours_flags": ours,
+        "cpu_peak_gflops": peak,
+        **summarise(rounds, args.images, peak),
     }
-    for name in selected:
-        report["runs"][name] = run_isolated(name, channel, args.workdir)
-        report["measured"][name] = time.strftime("%Y-%m-%d %H:%M:%S")
-
-    report["throughput"] = {}
-    if "seed" in report["runs"] and "ours@seed" in report["runs"]:
-        seed_speed = images_per_second(report["runs"]["seed"], train_size)
-        ours_speed = images_per_second(report["runs"]["ours@seed"], train_size)
-        report["throughput"] = {
-            "seed_images_per_s": seed_speed,
-            "ours_at_seed_images_per_s": ours_speed,
-            "speedup": ours_speed / seed_speed,
-            "ours_gflops": ours_speed * SEED_MFLOP_PER_IMAGE / 1000,
-            "seed_gflops": seed_speed * SEED_MFLOP_PER_IMAGE / 1000,
-            "cpu_peak_gflops": cpu_peak_gflops(),
-        }
-    report["targets"] = targets(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
     print_report(report, args.out)
     return 0
 

@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sagevit.dropout import Dropout
 from sagevit.export import export_model
-from sagevit.layers import ClassToken, EncoderBlock, PatchEmbedding, PositionEmbedding
+from sagevit.layers import (
+    ClassToken,
+    EncoderBlock,
+    PatchEmbedding,
+    PositionEmbedding,
+    SelfAttention,
+)
 from sagevit.model import build_vit
 
 # The seed notebook's ViT: image 32, patch 4, 4 layers, d_model 64, 4 heads, mlp 128.
@@ -51,7 +58,14 @@ def test_layers_check_shapes_themselves():
 
 @pytest.mark.parametrize(
     "layer",
-    [PatchEmbedding(4, 16), ClassToken(), PositionEmbedding(), EncoderBlock(2, 32, dropout=0.2)],
+    [
+        PatchEmbedding(4, 16),
+        ClassToken(),
+        PositionEmbedding(),
+        EncoderBlock(2, 32, dropout=0.2),
+        SelfAttention(2, dropout=0.1),
+        Dropout(0.2),
+    ],
 )
 def test_layers_round_trip_through_their_config(layer):
     config = layer.get_config()

@@ -95,7 +95,8 @@ def test_steps_per_execution_runs_the_same_steps(channel):
     [
         (["--jit-compile", "false"], False, 1),
         (["--jit-compile", "True", "--steps-per-execution", "3"], True, 3),
-        (["--jit-compile", "auto"], False, 1),  # auto: XLA on GPUs only, and this host has none
+        (["--jit-compile", "auto"], False, 1),  # auto on CPUs: no XLA for the conv stem
+        (["--tokenizer", "patch"], True, 1),  # ... but XLA for patches (the seed's)
     ],
 )
 def test_run_hands_the_runtime_switches_to_the_trainer(

@@ -100,7 +100,8 @@ class Hyperparameters:
         "fail the job after this many seconds without a finished step (a stuck worker); 0: never",
     )
     jit_compile: str = _field(
-        "auto", "XLA-compile the training step: auto (on GPUs; slower on CPUs here), true, false"
+        "auto",
+        "XLA-compile the training step: auto (on GPUs; on CPUs with the patch tokenizer), true, false",
     )
     mixed_precision: str = _field(
         "auto",

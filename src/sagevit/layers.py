@@ -12,7 +12,7 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-PACKAGE = "sagevit"
+from sagevit.dropout import PACKAGE, Dropout, drop
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -90,6 +90,53 @@ class PositionEmbedding(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class SelfAttention(layers.Layer):
+    """Multi-head self-attention: (B, L, D) -> (B, L, D), with K = D / heads per head.
+
+    One projection makes queries, keys and values together; `dropout` drops
+    attention weights while training. Same maths as `keras.layers.MultiHeadAttention`
+    on (x, x), but its dropout mask is `sagevit.dropout`'s, cheap under XLA.
+    """
+
+    def __init__(self, num_heads: int, dropout: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.seed_generator = keras.random.SeedGenerator()
+
+    def build(self, input_shape: tuple) -> None:
+        _, length, d_model = input_shape
+        if length is None:
+            raise ValueError(f"SelfAttention needs a fixed length, got shape {input_shape}")
+        if d_model % self.num_heads:
+            raise ValueError(
+                f"d_model {d_model} is not divisible by the number of heads {self.num_heads}"
+            )
+        self.qkv = layers.Dense(3 * d_model, name="qkv")
+        self.qkv.build(input_shape)
+        self.output_projection = layers.Dense(d_model, name="output")
+        self.output_projection.build(input_shape)
+
+    def call(self, x: Any, training: bool | None = None) -> Any:
+        _, length, d_model = x.shape
+        heads, width = self.num_heads, d_model // self.num_heads
+        qkv = ops.reshape(self.qkv(x), (-1, length, 3, heads, width))  # (B, L, 3, heads, K)
+        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B, heads, L, K)
+        queries, keys, values = ops.unstack(qkv, 3, axis=0)  # not qkv[i]: its gradient is dense
+        queries = queries * width**-0.5
+        scores = ops.matmul(queries, ops.swapaxes(keys, -1, -2))  # (B, heads, L, L)
+        weights = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), x.dtype)
+        if training and self.dropout > 0.0:
+            weights = drop(weights, self.dropout, self.seed_generator.next())
+        mixed = ops.matmul(weights, values)  # (B, heads, L, K)
+        mixed = ops.reshape(ops.transpose(mixed, (0, 2, 1, 3)), (-1, length, d_model))
+        return self.output_projection(mixed)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_heads": self.num_heads, "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class EncoderBlock(layers.Layer):
     """Transformer block: (B, L, D) -> (B, L, D).
 
@@ -117,25 +164,15 @@ class EncoderBlock(layers.Layer):
         self.seed_generator = keras.random.SeedGenerator()
 
     def build(self, input_shape: tuple) -> None:
-        d_model = input_shape[-1]
-        if d_model % self.num_heads:
-            raise ValueError(
-                f"d_model {d_model} is not divisible by the number of heads {self.num_heads}"
-            )
         self.attention_norm = layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
-        self.attention = layers.MultiHeadAttention(
-            self.num_heads,
-            key_dim=d_model // self.num_heads,
-            dropout=self.dropout,
-            name="attention",
-        )
+        self.attention = SelfAttention(self.num_heads, self.dropout, name="attention")
         self.mlp_norm = layers.LayerNormalization(epsilon=1e-6, name="mlp_norm")
         self.mlp_hidden = layers.Dense(self.mlp_dim, activation="gelu", name="mlp_hidden")
-        self.mlp_output = layers.Dense(d_model, name="mlp_output")
-        self.drop = layers.Dropout(self.dropout)
+        self.mlp_output = layers.Dense(input_shape[-1], name="mlp_output")
+        self.drop = Dropout(self.dropout)
 
         self.attention_norm.build(input_shape)
-        self.attention.build(input_shape, input_shape)
+        self.attention.build(input_shape)
         self.mlp_norm.build(input_shape)
         self.mlp_hidden.build(input_shape)
         self.mlp_output.build((*input_shape[:-1], self.mlp_dim))
@@ -143,14 +180,11 @@ class EncoderBlock(layers.Layer):
     def _drop_path(self, branch: Any, training: bool | None) -> Any:
         if not training or self.stochastic_depth == 0.0:
             return branch
-        keep = 1.0 - self.stochastic_depth
         shape = (ops.shape(branch)[0], 1, 1)  # one decision per example
-        noise = keras.random.uniform(shape, dtype=branch.dtype, seed=self.seed_generator)
-        mask = ops.floor(keep + noise)
-        return branch * mask / keep
+        return drop(branch, self.stochastic_depth, self.seed_generator.next(), shape)
 
     def _attend(self, x: Any, training: bool | None) -> Any:
-        y = self.attention(x, x, training=training)
+        y = self.attention(x, training=training)
         return self._drop_path(self.drop(y, training=training), training)
 
     def _mlp(self, x: Any, training: bool | None) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from sagevit.dropout import Dropout
 from sagevit.layers import (
     ClassToken,
     ConvTokenizer,
@@ -64,7 +65,7 @@ def build_vit(
     if pooling == "class_token":
         x = ClassToken(name="class_token")(x)  # (B, N+1, D)
     x = PositionEmbedding(name="position_embedding")(x)
-    x = layers.Dropout(dropout, name="embedding_dropout")(x)
+    x = Dropout(dropout, name="embedding_dropout")(x)
     for i in range(num_layers):
         rate = stochastic_depth * i / max(num_layers - 1, 1)
         block = EncoderBlock(num_heads, mlp_dim, dropout, norm_first, rate, name=f"encoder_block_{i}")  # fmt: skip

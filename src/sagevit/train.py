@@ -51,7 +51,7 @@ from sagevit.distribute import (
 from sagevit.export import export_model
 from sagevit.gpu import GpuUnavailable, log_devices, require_gpus
 from sagevit.machine import given_gpus
-from sagevit.recipe import build_model, choose_precision
+from sagevit.recipe import build_model, choose_jit, choose_precision
 from sagevit.reports import TensorBoardLogger, write_reports
 from sagevit.signals import StopOnSigterm, rearm
 from sagevit.training import EpochResult, Trainer, TrainingStopped
@@ -142,7 +142,7 @@ def run(
         val_data = make_dataset(val_split, batch_size, False, hp.num_classes)
 
     precision = choose_precision(hp.mixed_precision, [gpu.compute_capability for gpu in gpus])
-    jit_compile = hp.jit_compile == "true" or (hp.jit_compile == "auto" and bool(gpus))
+    jit_compile = choose_jit(hp.jit_compile, bool(gpus), hp.tokenizer)
     keras.mixed_precision.set_global_policy(
         "float32" if precision == "float32" else f"mixed_{precision}"
     )
