@@ -96,3 +96,17 @@ def test_self_attention_drops_attention_weights_only_while_training():
     assert not np.allclose(layer(x, training=True), layer(x))
     clone = SelfAttention.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+
+
+def test_self_attention_starts_from_the_weight_scale_keras_uses():
+    keras.utils.set_random_seed(0)
+    keras_layer = keras.layers.MultiHeadAttention(4, 16)
+    keras_layer.build((None, 65, 64), (None, 65, 64))
+    ours = SelfAttention(4)
+    ours.build((None, 65, 64))
+    query = keras_layer._query_dense.kernel.numpy()
+    output = keras_layer._output_dense.kernel.numpy()
+    assert np.abs(ours.qkv.kernel.numpy()).max() == pytest.approx(np.abs(query).max(), rel=0.02)
+    assert np.abs(ours.output_projection.kernel.numpy()).max() == pytest.approx(
+        np.abs(output).max(), rel=0.02
+    )

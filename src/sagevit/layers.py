@@ -89,6 +89,12 @@ class PositionEmbedding(layers.Layer):
         return tokens + ops.cast(self.position, tokens.dtype)
 
 
+def _uniform(fans: int) -> keras.initializers.Initializer:
+    """Glorot uniform for a kernel whose fan-in plus fan-out is `fans`."""
+    limit = (6.0 / fans) ** 0.5
+    return keras.initializers.RandomUniform(-limit, limit)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SelfAttention(layers.Layer):
     """Multi-head self-attention: (B, L, D) -> (B, L, D), with K = D / heads per head.
@@ -112,9 +118,12 @@ class SelfAttention(layers.Layer):
             raise ValueError(
                 f"d_model {d_model} is not divisible by the number of heads {self.num_heads}"
             )
-        self.qkv = layers.Dense(3 * d_model, name="qkv")
+        # Keras's MultiHeadAttention draws its query, key, value and output kernels each
+        # as a D x D Glorot uniform; a (D, 3D) Dense alone would draw from a narrower range,
+        # and the recipe would start (and train) differently.
+        self.qkv = layers.Dense(3 * d_model, kernel_initializer=_uniform(2 * d_model), name="qkv")
         self.qkv.build(input_shape)
-        self.output_projection = layers.Dense(d_model, name="output")
+        self.output_projection = layers.Dense(d_model, name="output")  # D x D Glorot already
         self.output_projection.build(input_shape)
 
     def call(self, x: Any, training: bool | None = None) -> Any:
