@@ -11,6 +11,7 @@ from pathlib import Path
 
 import keras
 
+from sagevit.data import TRAIN_FILE
 from scripts.prepare_data import prepare
 
 log = logging.getLogger("bench")
@@ -21,7 +22,7 @@ def prepare_cifar10(source: Path, workdir: Path, validation_size: int) -> Path:
     """The CIFAR-10 training JPEGs as a channel: a fixed-seed split, `validation_size`
     held out (a validation split carved from the training images, not the test set)."""
     channel = workdir / "cifar10"
-    if not (channel / "training.npz").is_file():
+    if not (channel / TRAIN_FILE).is_file():
         prepare(str(source), channel, validation_size=validation_size, seed=0)
     return channel
 

@@ -33,6 +33,13 @@ def _mix(x: tf.Tensor) -> tf.Tensor:
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
 
 
+def check_rate(rate: float) -> float:
+    """`rate`, if it is a dropout rate; else a ValueError naming it."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+    return rate
+
+
 def keep_mask(shape: tuple, rate: float, seed: Any) -> tuple[Any, float]:
     """A boolean mask of `shape` that is False with probability `rate` (to 2**-32),
     and the exact probability of True, to rescale the kept values by.
@@ -42,8 +49,7 @@ def keep_mask(shape: tuple, rate: float, seed: Any) -> tuple[Any, float]:
     (2,) integer tensor, such as `keras.random.SeedGenerator.next()`: the same seed
     gives the same mask.
     """
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+    check_rate(rate)
     words = tf.cast(tf.cast(seed, tf.int64), tf.uint32)  # two's complement, then the low 32 bits
     key = _mix(words[0] * tf.constant(_GOLDEN, tf.uint32) + _mix(words[1]))
     dims = tf.stack([tf.cast(size, tf.int32) for size in shape])
@@ -67,15 +73,13 @@ class Dropout(layers.Layer):
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
-        self.rate = rate
+        self.rate = check_rate(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
 
     def call(self, x: Any, training: bool | None = None) -> Any:
-        if not training or self.rate == 0.0:
+        if not training or self.rate == 0.0:  # no seed drawn: nothing to draw for
             return x
         return drop(x, self.rate, self.seed_generator.next())
 
