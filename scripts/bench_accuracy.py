@@ -12,7 +12,8 @@ Runs, each in a fresh process of its own, one after another on this machine:
   * default@30: the default recipe at its own length (not run unless named);
   * seed: the seed notebook's own recipe (scripts/seed_notebook.py), 5 epochs.
 `--runs seed` reruns a subset; the others keep their last (timestamped) result in the
-JSON. Prints a table and writes bench/results/accuracy.json. Training speed is
+JSON. Our runs checkpoint every epoch under the workdir, and an interrupted one resumes
+when run again. Prints a table and writes bench/results/accuracy.json. Training speed is
 `make bench-train`'s job (scripts/bench_train.py).
 """
 
@@ -22,6 +23,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -62,8 +64,15 @@ def seed_recipe(channel: Path, epochs: int = 5) -> list[dict]:
     ]
 
 
-def our_recipe(channel: Path, workdir: Path, argv: list[str]) -> list[dict]:
-    history = run(parse_hyperparameters(argv), channel, workdir / "model", validation_dir=channel)
+def our_recipe(channel: Path, workdir: Path, name: str, argv: list[str]) -> list[dict]:
+    """Our trainer, checkpointing every epoch: a run cut short (a closed laptop, a session
+    limit) resumes where it stopped when the same command runs again. Its checkpoints go
+    once it finishes, so the next measurement starts afresh. Each epoch's `seconds` is
+    its own, so the wall time of a resumed run is still the sum over its epochs."""
+    checkpoints = workdir / f"{name}-checkpoints"
+    hp = parse_hyperparameters(argv)
+    history = run(hp, channel, workdir / "model", channel, checkpoint_dir=checkpoints)
+    shutil.rmtree(checkpoints)
     return [{"epoch": r.epoch, **r.metrics} for r in history]
 
 
@@ -123,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.child:  # one run, in the process the parent started for it
         ours = RUNS[args.child]
-        epochs = seed_recipe(args.channel) if ours is None else our_recipe(args.channel, args.workdir, ours)  # fmt: skip
+        epochs = seed_recipe(args.channel) if ours is None else our_recipe(args.channel, args.workdir, args.child, ours)  # fmt: skip
         (args.workdir / f"{args.child}.json").write_text(json.dumps(epochs, indent=2))
         return 0
 

@@ -13,7 +13,7 @@ import keras
 import network_guard
 import numpy as np
 import pytest
-from conftest import guarded_env
+from conftest import guarded_env, tiny_flags, write_channel
 
 from sagevit.config import ConfigError
 from sagevit.epoch_log import METRIC_NAMES, format_line, metric_definitions
@@ -166,6 +166,24 @@ def test_bench_accuracy_targets_read_the_right_runs():
     measured = [(row["measured"], row["hit"]) for row in targets(runs)]
     assert measured == [(0.66, True), (0.71, False), (1.5, True)]
     assert [row["measured"] for row in targets({})] == [None, None, None]
+
+
+def test_bench_accuracy_resumes_an_interrupted_run_and_then_starts_afresh(tmp_path):
+    from sagevit.config import parse_hyperparameters
+    from sagevit.train import run
+    from scripts.bench_accuracy import our_recipe
+
+    channel = write_channel(tmp_path / "data")
+    checkpoints = tmp_path / "default@2-checkpoints"
+    # A run cut short after its first epoch leaves that epoch's checkpoint behind.
+    hp = parse_hyperparameters(tiny_flags(epochs=1))
+    first = run(hp, channel, tmp_path / "model", channel, checkpoint_dir=checkpoints)
+    assert list(checkpoints.iterdir())
+
+    epochs = our_recipe(channel, tmp_path, "default@2", tiny_flags(epochs=2))
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert epochs[0] == {"epoch": 1, **first[0].metrics}  # resumed, not trained again
+    assert not checkpoints.exists()  # the next measurement starts from scratch
 
 
 def test_bench_train_counts_the_seed_models_flops_and_takes_medians():
