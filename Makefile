@@ -15,7 +15,7 @@ DATA ?=
 EPOCHS ?=
 PORT ?= 8080
 
-# --- SageMaker (README: "SageMaker"). Empty means discovered by the scripts/ they call.
+# --- SageMaker (docs/sagemaker.md). Empty means discovered by the scripts/ they call.
 # AWS_REGION: empty = your AWS config's region. The account always comes from STS.
 AWS_REGION ?=
 # push: ECR repository and tag; REGISTRY=host:port pushes anywhere else, skipping ECR.
@@ -50,7 +50,7 @@ EVAL_DIR ?= build/evaluation
 AWS_ARGS = $(if $(AWS_REGION),--region $(AWS_REGION)) $(if $(BUCKET),--bucket $(BUCKET))
 
 .PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train bench-accuracy bench-decode
-.PHONY: push data train deploy predict clean
+.PHONY: push data train deploy predict delete-endpoint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -69,7 +69,7 @@ test: install ## Run every test, slow ones included (what CI runs)
 test-fast: install ## Run the fast tests only
 	$(PY) -m pytest
 
-lint: install ## ruff check, ruff format --check, hadolint, shellcheck
+lint: install ## ruff check, ruff format --check, hadolint on both Dockerfiles, shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint docker/Dockerfile docker/standin.Dockerfile
@@ -143,5 +143,10 @@ predict: install ## Evaluate ENDPOINT (or URL=) on TEST_DATA: accuracy, confusio
 	$(PY) -m scripts.evaluate --data $(TEST_DATA) --out $(EVAL_DIR) \
 		$(if $(URL),--url $(URL),--endpoint $(ENDPOINT) $(if $(AWS_REGION),--region $(AWS_REGION)))
 
-clean: install ## Delete endpoint ENDPOINT, its endpoint config and its model
+delete-endpoint: install ## Delete SageMaker endpoint ENDPOINT, its endpoint config and its model, in AWS
 	$(PY) -m scripts.cleanup --endpoint $(ENDPOINT) $(if $(AWS_REGION),--region $(AWS_REGION))
+
+# Local outputs only (see .gitignore); .venv and bench/results (measurements) stay.
+clean: ## Remove local build outputs: build/, dist/ and Python caches (not .venv, not bench/results)
+	rm -rf build dist .pytest_cache .ruff_cache .hypothesis
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -69,7 +69,7 @@ def resolve_role(role: str | None, sm_session: Any) -> str:
         return sagemaker.get_execution_role(sm_session)
     except ValueError:
         raise SystemExit(
-            "no execution role: pass ROLE=arn:aws:iam::ACCOUNT:role/NAME (see README, SageMaker)"
+            "no execution role: pass ROLE=arn:aws:iam::ACCOUNT:role/NAME (see docs/sagemaker.md)"
         ) from None
 
 

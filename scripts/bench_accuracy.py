@@ -30,7 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sagevit.config import parse_hyperparameters
-from sagevit.data import TRAIN_FILE, VALIDATION_FILE, load_channel
+from sagevit.contract import TRAIN_FILE, VALIDATION_FILE
+from sagevit.data import load_channel
 from sagevit.train import run
 from scripts.bench_common import (
     DEFAULT_ARCHIVE,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import keras
 
-from sagevit.data import TRAIN_FILE
+from sagevit.contract import TRAIN_FILE
 from scripts.prepare_data import prepare
 
 log = logging.getLogger("bench")

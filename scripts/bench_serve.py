@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sagevit_serve.local import free_port, start_server, stop_server, wait_until_ready
+from scripts.server_process import free_port, start_server, stop_server, wait_until_ready
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -212,7 +212,7 @@ def _rate(report: dict, server: str, key: str) -> float:
 
 
 def targets(report: dict) -> list[dict]:
-    """Issue 13's targets, and the earlier ones (README: Serving, Speed)."""
+    """Issue 13's targets, and the earlier ones (docs/benchmarks.md)."""
     scaling = _rate(report, "ours_1_worker", "json_1_c8") / _rate(report, "ours_1_worker", "json_1_c1")  # fmt: skip
     p50, p50_before = report["ours"]["json_1_c1"]["p50_ms"], report["before"]["json_1_c1"]["p50_ms"]
     over_before = _rate(report, "ours", "json_1_c8") / _rate(report, "before", "json_1_c8")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from sagevit.config import Hyperparameters, parse_hyperparameters
-from sagevit.data import TRAIN_FILE
+from sagevit.contract import TRAIN_FILE
 from sagevit.train import run
 from scripts.bench_common import (
     DEFAULT_ARCHIVE,

@@ -1,4 +1,4 @@
-"""`make clean`: delete an endpoint, its endpoint config and its model(s), so billing stops.
+"""`make delete-endpoint`: delete an endpoint, its endpoint config and its model(s), so billing stops.
 
     python -m scripts.cleanup [--endpoint sagevit]
 

@@ -11,6 +11,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from sagevit.contract import CHECKPOINT_DIR, MODEL_DIR, OPT_ML
+
 # SageMaker names training hosts algo-1, algo-2, ...; the name must resolve in the container.
 TRAINING_HOST = "algo-1"
 
@@ -43,10 +45,10 @@ def training_command(
     """`docker run IMAGE train` with `opt_ml` as /opt/ml, as SageMaker runs a training job;
     `checkpoints`, if given, is mounted at /opt/ml/checkpoints (what SageMaker syncs to S3);
     `extra_flags` go to `docker run`."""
-    mounts = ["-v", f"{opt_ml.resolve()}:/opt/ml"]
+    mounts = ["-v", f"{opt_ml.resolve()}:{OPT_ML}"]
     if checkpoints is not None:
         checkpoints.mkdir(parents=True, exist_ok=True)
-        mounts += ["-v", f"{checkpoints.resolve()}:/opt/ml/checkpoints"]
+        mounts += ["-v", f"{checkpoints.resolve()}:{CHECKPOINT_DIR}"]
     return [
         "docker", "run", "--network", "host", "--add-host", f"{TRAINING_HOST}:127.0.0.1",
         *mounts, *gpu_flags(), *extra_flags, image, "train",
@@ -96,7 +98,7 @@ def start_serving(
         "host",
         *env,
         "-v",
-        f"{model_dir.resolve()}:/opt/ml/model:ro",
+        f"{model_dir.resolve()}:{MODEL_DIR}:ro",
         *(gpu_flags() if gpus is None else ["--gpus", "all"] if gpus else []),
         *extra_flags,
         image,

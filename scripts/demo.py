@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sagevit.local import write_training_layout
-from sagevit_serve.local import curl_invocations, free_port, wait_until_ready
+from sagevit.contract import TRAIN_FILE, VALIDATION_FILE
 from scripts.containers import (
     TRAINING_HOST,
     remove_container,
@@ -31,6 +30,8 @@ from scripts.containers import (
     stop_container,
 )
 from scripts.prepare_data import prepare
+from scripts.sagemaker_layout import write_training_layout
+from scripts.server_process import curl_invocations, free_port, wait_until_ready
 
 log = logging.getLogger("demo")
 
@@ -54,7 +55,7 @@ def cifar10_downloadable(timeout: float = 3.0) -> bool:
 
 def get_data(data: str | None, workdir: Path) -> tuple[Path, str]:
     """(channel folder, dataset kind) for the demo, preparing it if needed."""
-    if data and (Path(data) / "training.npz").is_file():
+    if data and (Path(data) / TRAIN_FILE).is_file():
         return Path(data), "cifar10"
     if data and data != "synthetic":
         return prepare(data, workdir / "data"), "cifar10"
@@ -79,7 +80,7 @@ def train(image: str, channel: Path, opt_ml: Path, hyperparameters: dict) -> Pat
 
 def predict_one(image: str, model_dir: Path, channel: Path, workdir: Path) -> None:
     """Serve the model from the image and send it one validation image with curl."""
-    with np.load(channel / "testing.npz", allow_pickle=False) as npz:
+    with np.load(channel / VALIDATION_FILE, allow_pickle=False) as npz:
         pixels, label = npz["image"][0], int(npz["label"].reshape(-1)[0])
         names = [str(n) for n in npz["class_names"]] if "class_names" in npz.files else None
     request_file = workdir / "request.json"

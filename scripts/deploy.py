@@ -105,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     session = sagemaker_session(args.region, args.bucket)
     client = session.sagemaker_client
     if describe_endpoint(client, args.endpoint) is not None:
-        raise SystemExit(f"endpoint {args.endpoint} exists: `make clean` it or pass ENDPOINT=")
+        raise SystemExit(
+            f"endpoint {args.endpoint} exists: `make delete-endpoint` it or pass ENDPOINT="
+        )
     if args.model_data:
         if not args.image_uri:
             raise SystemExit("--model-data needs --image-uri (the image that trained it)")

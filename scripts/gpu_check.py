@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sagevit.local import write_training_layout
-from sagevit_serve.local import free_port, post_json, wait_until_ready
+from sagevit.contract import METADATA_FILE, VALIDATION_FILE
 from scripts.containers import (
     TRAINING_HOST,
     docker,
@@ -38,6 +37,8 @@ from scripts.containers import (
     stop_container,
 )
 from scripts.prepare_data import prepare
+from scripts.sagemaker_layout import write_training_layout
+from scripts.server_process import free_port, post_json, wait_until_ready
 
 log = logging.getLogger("gpu-check")
 
@@ -111,10 +112,10 @@ def run_checks(image: str, workdir: Path, atol: float) -> dict[str, list[str]]:
     model_dir, training_log, channel = train_one_epoch(image, workdir)
     (workdir / "train.log").write_text(training_log)
     results["training on the GPU"] = training_problems(training_log)
-    if not (model_dir / "metadata.json").is_file():
+    if not (model_dir / METADATA_FILE).is_file():
         results["serving: GPU equals CPU"] = ["training wrote no model"]
         return results
-    with np.load(channel / "testing.npz", allow_pickle=False) as npz:
+    with np.load(channel / VALIDATION_FILE, allow_pickle=False) as npz:
         pixels = npz["image"][:32]
     on_gpu = served_probabilities(image, model_dir, pixels, gpus=True)
     on_cpu = served_probabilities(image, model_dir, pixels, gpus=False)

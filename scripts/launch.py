@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sagevit.config import ConfigError, parse_hyperparameters
+from sagevit.contract import CHECKPOINT_DIR, TENSORBOARD_DIR
 from sagevit.epoch_log import metric_definitions
 from scripts.aws import (
     DATA_PREFIX,
@@ -33,9 +34,6 @@ from scripts.aws import (
 )
 
 log = logging.getLogger("launch")
-
-CHECKPOINT_DIR = "/opt/ml/checkpoints"  # SageMaker syncs it with checkpoint_s3_uri
-TENSORBOARD_DIR = "/opt/ml/output/tensorboard"  # where the trainer writes event files
 
 
 def job_hyperparameters(pairs: dict[str, str], epochs: int | None) -> dict[str, str]:

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sagevit.contract import CHANNEL_FILES, TRAIN_FILE, VALIDATION_FILE
 from sagevit.data import IMAGE_SUFFIXES, held_out_indices
 from sagevit.images import ImageError
 from sagevit.images import decode as decode_image
-from sagevit.synthetic import make_shapes, write_npz
 from scripts.aws import DATA_PREFIX, add_session_arguments, sagemaker_session, script_parser, upload
+from scripts.synthetic_shapes import make_shapes, write_npz
 
 log = logging.getLogger("prepare_data")
 
@@ -100,8 +101,8 @@ def prepare(
     else:
         images, labels, classes = read_image_tree(Path(source), image_size)
         train, test = split(images, labels, validation_size, seed)
-    write_npz(str(out / "training.npz"), *train, classes)
-    write_npz(str(out / "testing.npz"), *test, classes)
+    write_npz(str(out / TRAIN_FILE), *train, classes)
+    write_npz(str(out / VALIDATION_FILE), *test, classes)
     log.info("wrote %d training and %d testing examples to %s", len(train[1]), len(test[1]), out)
     return out
 
@@ -129,7 +130,7 @@ def upload_channels(folder: Path, region: str | None, bucket: str | None) -> str
     """Upload training.npz and testing.npz as the train and validation channels."""
     session = sagemaker_session(region, bucket)
     prefix = f"s3://{session.default_bucket()}/{DATA_PREFIX}"
-    for channel, name in (("train", "training.npz"), ("validation", "testing.npz")):
+    for channel, name in CHANNEL_FILES.items():
         upload(session.boto_session, folder / name, f"{prefix}/{channel}/{name}")
     print(f"channels uploaded under {prefix}/")
     return prefix

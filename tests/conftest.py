@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from sagevit.config import Hyperparameters
-from sagevit.synthetic import make_shapes, write_npz
+from scripts.synthetic_shapes import make_shapes, write_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 GUARD_DIR = ROOT / "tests" / "guard"
@@ -161,7 +161,7 @@ def model_dir(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def toolkit_run(channel: Path, tmp_path_factory: pytest.TempPathFactory):
     """(opt_ml folder, completed process) of one real toolkit `train` run, shared by slow tests."""
-    from sagevit.local import write_training_layout
+    from scripts.sagemaker_layout import write_training_layout
 
     base = write_training_layout(
         tmp_path_factory.mktemp("opt_ml"),
@@ -201,7 +201,7 @@ def predictor(model_dir: Path):
 def app(predictor):
     from sagevit_serve.app import create_app
 
-    app = create_app(predictor=predictor)
+    app = create_app(predictor)
     app.config["TESTING"] = True
     return app
 
@@ -216,3 +216,12 @@ def seed_hyperparameters() -> Hyperparameters:
     from sagevit.config import parse_hyperparameters
 
     return parse_hyperparameters(["--preset", "seed"])
+
+
+def seed_vit(**overrides: object):
+    """The seed notebook's ViT (the seed preset's model arguments), with `overrides`."""
+    from sagevit.config import parse_hyperparameters
+    from sagevit.model import build_vit
+
+    kwargs = parse_hyperparameters(["--preset", "seed"]).model_kwargs()
+    return build_vit(**{**kwargs, **overrides})

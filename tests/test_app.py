@@ -1,13 +1,13 @@
 """The Flask app through Flask's test client (fast)."""
 
 import json
-import threading
 
 import numpy as np
 import pytest
 
 from sagevit.model import load_model
 from sagevit_serve.app import create_app
+from sagevit_serve.predictor import Predictor
 
 
 def post(client, payload, content_type="application/json"):
@@ -91,53 +91,12 @@ def test_unknown_route_and_wrong_method_are_json(client):
 
 
 def test_oversized_payload_is_413(predictor):
-    client = create_app(predictor=predictor, max_payload_mb=0.001).test_client()
+    client = create_app(predictor, max_payload_mb=0.001).test_client()
     response = post(client, b"[" + b"0," * 2000 + b"0]")
     assert response.status_code == 413 and "error" in response.json
 
 
-@pytest.fixture
-def slow_loading(predictor, monkeypatch):
-    """Make Predictor.load block until the returned event is set."""
-    from sagevit_serve import app as app_module
-
-    release = threading.Event()
-
-    def slow_load(path):
-        release.wait(10)
-        return predictor
-
-    monkeypatch.setattr(app_module.Predictor, "load", staticmethod(slow_load))
-    return release
-
-
-def test_ping_is_503_until_the_model_has_loaded(model_dir, slow_loading):
-    app = create_app(model_dir, background=True)
-    client = app.test_client()
-    response = client.get("/ping")
-    assert response.status_code == 503 and "still loading" in response.json["error"]
-    slow_loading.set()
-    assert app.extensions["sagevit_model"].loaded.wait(30)
-    assert client.get("/ping").status_code == 200
-
-
-def test_an_invocation_during_loading_waits_for_the_model(model_dir, images, slow_loading):
-    client = create_app(model_dir, background=True).test_client()
-    threading.Timer(0.5, slow_loading.set).start()
-    response = post(client, [images[0].tolist()])
-    assert response.status_code == 200 and len(response.json["predictions"]) == 1
-
-
-def test_an_invocation_gives_up_after_load_wait(model_dir, images, slow_loading):
-    client = create_app(model_dir, background=True, load_wait=0.2).test_client()
-    response = post(client, [images[0].tolist()])
-    slow_loading.set()
-    assert response.status_code == 503 and "still loading" in response.json["error"]
-
-
-def test_a_model_that_cannot_load_reports_and_calls_back(tmp_path):
-    errors = []
-    client = create_app(tmp_path, background=False, on_load_error=errors.append).test_client()
-    assert len(errors) == 1 and "no SavedModel" in str(errors[0])
-    response = client.get("/ping")
-    assert response.status_code == 503 and "failed to load" in response.json["error"]
+def test_a_model_that_cannot_load_raises_one_sentence(tmp_path):
+    # wsgi.py logs it and stops the worker (tests/test_server.py runs that in gunicorn).
+    with pytest.raises(FileNotFoundError, match="no SavedModel"):
+        Predictor.load(tmp_path)

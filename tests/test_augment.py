@@ -37,9 +37,11 @@ def test_mixup_blends_images_and_targets_alike():
 
 def test_augmentation_is_applied_only_in_training(channel):
     split = load_channel(channel, "training.npz", "train", 32, 10)
-    plain = np.concatenate([x for x, _ in make_dataset(split, 32, False, 10)])
+    plain = np.concatenate([x for x, _ in make_dataset(split, 32, training=False, num_classes=10)])
     np.testing.assert_array_equal(plain, split.images.astype(np.float32))  # evaluation: untouched
-    augmented = make_dataset(split, 32, True, 10, augment="crop_flip", mixup_alpha=0.2)
+    augmented = make_dataset(
+        split, 32, training=True, num_classes=10, augment="crop_flip", mixup_alpha=0.2
+    )
     images, targets = next(iter(augmented))
     assert images.dtype == tf.float32 and images.shape == (32, 32, 32, 3)
     assert targets.numpy().max(axis=1).mean() < 1.0  # mixup softened the one-hot targets

@@ -16,8 +16,6 @@ import subprocess
 import pytest
 from conftest import ROOT, TINY
 
-from sagevit.local import write_training_layout
-from sagevit_serve.local import free_port, wait_until_ready
 from scripts.containers import (
     TRAINING_HOST,
     docker,
@@ -25,6 +23,8 @@ from scripts.containers import (
     run_training,
     start_serving,
 )
+from scripts.sagemaker_layout import write_training_layout
+from scripts.server_process import free_port, wait_until_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 

@@ -11,17 +11,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_flags
+from conftest import seed_vit, tiny_flags
 
 from sagevit.checkpoints import CheckpointDir, CheckpointError, Progress
 from sagevit.config import parse_hyperparameters
-from sagevit.model import build_vit
 from sagevit.train import run
 from sagevit.training import TrainingStopped
 
 
 def tiny_model(d_model: int = 32) -> tuple[keras.Model, keras.optimizers.Optimizer]:
-    model = build_vit(num_layers=1, d_model=d_model, num_heads=2, mlp_dim=64)
+    model = seed_vit(num_layers=1, d_model=d_model, num_heads=2, mlp_dim=64)
     optimizer = keras.optimizers.AdamW(1e-3)
     optimizer.build(model.trainable_variables)
     return model, optimizer

@@ -17,9 +17,7 @@ import numpy as np
 import pytest
 from conftest import TINY, epoch_numbers, run_make, write_channel
 
-from sagevit.local import write_training_layout
 from sagevit.model import load_model
-from sagevit_serve.local import curl_invocations, free_port, post_json, request, wait_until_ready
 from scripts.containers import (
     TRAINING_HOST,
     docker,
@@ -30,6 +28,8 @@ from scripts.containers import (
     stop_container,
 )
 from scripts.evaluate import evaluate, load_test_set, model_dir_predictor
+from scripts.sagemaker_layout import write_training_layout
+from scripts.server_process import curl_invocations, free_port, post_json, request, wait_until_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 

@@ -117,13 +117,17 @@ def test_class_names_fall_back_to_cifar10_then_numbers(tmp_path):
 def test_datasets_batch_float_pixels_and_one_hot_targets(channel):
     split = load_channel(channel, "training.npz", "train", 32, 10)
     images, targets = next(
-        iter(make_dataset(split, 32, True, 10, augment="crop_flip", mixup_alpha=0.2))
+        iter(
+            make_dataset(
+                split, 32, training=True, num_classes=10, augment="crop_flip", mixup_alpha=0.2
+            )
+        )
     )
     assert images.shape == (32, 32, 32, 3) and images.dtype == "float32"
     assert targets.shape == (32, 10) and targets.dtype == "float32"
     np.testing.assert_allclose(targets.numpy().sum(axis=1), 1.0, atol=1e-6)
     assert float(images.numpy().max()) > 1.0  # still 0-255: the model rescales
-    eval_batches = list(make_dataset(split, 50, False, 10))
+    eval_batches = list(make_dataset(split, 50, training=False, num_classes=10))
     assert sum(len(b[1]) for b in eval_batches) == len(split)  # evaluation keeps every example
 
 

@@ -24,9 +24,11 @@ from conftest import (
     write_image_tree,
 )
 
-from sagevit.distribute import pipeline_batches, tf_config, worker_count
+from sagevit.config import parse_hyperparameters
+from sagevit.data import Split, training_batches
+from sagevit.distribute import tf_config, worker_count
 from sagevit.train import cluster_config
-from sagevit_serve.local import free_port
+from scripts.server_process import free_port
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
@@ -42,43 +44,46 @@ def test_tf_config_makes_every_host_a_worker_and_the_first_the_chief():
         tf_config(["algo-1", "algo-2"], "algo-9")
 
 
-def test_cluster_config_exports_tf_config_only_for_several_hosts(monkeypatch):
-    # A copy of the environment: cluster_config sets TF_CONFIG itself, and a leaked
-    # TF_CONFIG would turn every later training subprocess into a two-worker job.
+def test_cluster_config_makes_tf_config_only_for_several_hosts_and_never_exports_it(
+    monkeypatch,
+):
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k != "TF_CONFIG"})
     assert cluster_config(["algo-1"], "algo-1") is None
-    assert "TF_CONFIG" not in os.environ
     made = json.loads(cluster_config(["algo-1", "algo-2"], "algo-2"))
-    assert made["task"]["index"] == 1 and json.loads(os.environ["TF_CONFIG"]) == made
-    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"index": 0}}')
-    assert cluster_config(["algo-1", "algo-2"], "algo-1").startswith(
-        '{"cluster": {"worker": ["a:1"'
-    )
+    assert made["task"]["index"] == 1
+    # The JSON is handed down to the strategy: nothing reads or writes the variable.
+    assert "TF_CONFIG" not in os.environ
+    given = '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"index": 0}}'
+    assert cluster_config(["algo-1", "algo-2"], "algo-1", given) == given
+
+
+def shapes_split(count: int):
+    """A Split whose label is each example's index, to follow examples through batches."""
+    images = np.zeros((count, 4, 4, 3), np.uint8)
+    return Split(images, np.arange(count, dtype=np.int32), None, Path("."), image_size=4)
 
 
 def test_workers_get_disjoint_shards_and_the_same_number_of_steps():
-    examples = tf.data.Dataset.range(103)
+    split = shapes_split(103)
     steps = 103 // 8  # global batch 8: 12 steps an epoch
+    hp = parse_hyperparameters(["--num-classes", "103", "--augment", "none"])
 
-    def batches(shard, per_replica, per_step):  # as run() does: take the same steps everywhere
-        return shard.batch(per_replica, drop_remainder=True).take(steps * per_step)
+    def labels(batches):
+        return [np.argmax(targets, axis=-1).tolist() for _, targets in batches]
 
-    seen = []
-    for index in range(2):  # two workers, two replicas each: 4 replicas
-        context = tf.distribute.InputContext(
+    def batches(index: int, skip_steps: int = 0) -> list:
+        context = tf.distribute.InputContext(  # two workers, two replicas each: 4 replicas
             num_input_pipelines=2, input_pipeline_id=index, num_replicas_in_sync=4
         )
-        seen.append([b.numpy().tolist() for b in pipeline_batches(context, examples, batches, 8)])
+        return labels(training_batches(split, context, global_batch_size=8, steps_per_epoch=steps,
+                                       epochs=range(1, 2), skip_steps=skip_steps, hp=hp))  # fmt: skip
+
+    seen = [batches(0), batches(1)]
     assert len(seen[0]) == len(seen[1]) == 2 * steps  # 2 local replicas a step
     first, second = ({x for b in worker for x in b} for worker in seen)
     assert not first & second  # no example on both workers
     assert all(len(b) == 2 for worker in seen for b in worker)  # 8 / 4 replicas
-
-    context = tf.distribute.InputContext(
-        num_input_pipelines=2, input_pipeline_id=0, num_replicas_in_sync=4
-    )
-    resumed = pipeline_batches(context, examples, batches, 8, skip_steps=5)
-    assert [b.numpy().tolist() for b in resumed] == seen[0][10:]  # 5 steps = 10 local batches
+    assert batches(0, skip_steps=5) == seen[0][10:]  # 5 steps = 10 local batches
 
 
 MIRRORED = """

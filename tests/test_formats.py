@@ -177,9 +177,7 @@ def test_impossible_top_k_is_400(client, images, value):
 def test_execution_parameters_match_the_server_limits(predictor):
     from sagevit_serve.app import create_app
 
-    client = create_app(
-        predictor=predictor, max_payload_mb=6, max_concurrent_transforms=3
-    ).test_client()
+    client = create_app(predictor, max_payload_mb=6, max_concurrent_transforms=3).test_client()
     assert client.get("/execution-parameters").json == {
         "MaxConcurrentTransforms": 3,
         "BatchStrategy": "MULTI_RECORD",

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import seed_vit
 
 from sagevit.dropout import Dropout
 from sagevit.export import export_model
@@ -24,7 +25,7 @@ def test_seed_configuration_parameter_count(seed_hyperparameters):
 
 
 def test_output_is_logits_per_class(images):
-    model = build_vit(num_layers=1, num_classes=7)
+    model = seed_vit(num_layers=1, num_classes=7)
     logits = model(images.astype("float32"))
     assert logits.shape == (len(images), 7)
     assert logits.dtype == "float32"
@@ -33,7 +34,7 @@ def test_output_is_logits_per_class(images):
 
 
 def test_rescaling_is_inside_the_model():
-    model = build_vit(num_layers=1)
+    model = seed_vit(num_layers=1)
     assert model.get_layer("rescale").scale == pytest.approx(1 / 255)
 
 
@@ -46,7 +47,7 @@ def test_rescaling_is_inside_the_model():
 )
 def test_impossible_shapes_raise_value_error_with_the_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        build_vit(**kwargs)
+        seed_vit(**kwargs)
 
 
 def test_layers_check_shapes_themselves():
@@ -75,7 +76,7 @@ def test_layers_round_trip_through_their_config(layer):
 
 
 def test_save_load_gives_identical_predictions(tmp_path, images):
-    model = build_vit(num_layers=2)
+    model = seed_vit(num_layers=2)
     path = tmp_path / "vit.keras"
     model.save(path)
     restored = keras.models.load_model(path)
@@ -84,7 +85,7 @@ def test_save_load_gives_identical_predictions(tmp_path, images):
 
 
 def test_exported_saved_model_serves_softmax_of_the_logits(tmp_path, images):
-    model = build_vit(num_layers=1, num_classes=3)
+    model = seed_vit(num_layers=1, num_classes=3)
     export_model(model, tmp_path, ["a", "b", "c"], {"epochs": 1})
     loaded = tf.saved_model.load(str(tmp_path / "1"))
     x = images.astype("float32")

@@ -11,8 +11,8 @@ import urllib.request
 import pytest
 from conftest import run_make
 
-from sagevit_serve.local import free_port, wait_until_ready
 from scripts.containers import docker
+from scripts.server_process import free_port, wait_until_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 

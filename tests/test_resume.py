@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, epoch_numbers, tiny_flags, toolkit_command, wait_for, write_channel
 
-from sagevit.local import write_training_layout
+from scripts.sagemaker_layout import write_training_layout
 
 pytestmark = pytest.mark.slow
 

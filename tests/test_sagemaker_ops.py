@@ -1,4 +1,4 @@
-"""`make data train deploy clean` with the real SageMaker SDK against moto[server] on 127.0.0.1.
+"""`make data train deploy delete-endpoint` with the real SageMaker SDK against moto[server] on 127.0.0.1.
 
 Each target runs as a subprocess with AWS_ENDPOINT_URL aimed at moto and the
 network guard on its PYTHONPATH; what the SDK sent is read back with boto3.
@@ -21,9 +21,9 @@ import pytest
 from conftest import run_make
 
 from sagevit.epoch_log import metric_definitions
-from sagevit_serve.local import free_port, wait_until_ready
 from scripts.aws import latest_training_job
 from scripts.push import ecr_credentials, ensure_repository
+from scripts.server_process import free_port, wait_until_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.aws]
 
@@ -250,15 +250,15 @@ def test_deploy_then_clean(launched, aws_env, aws, tmp_path):
     assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_MODEL_SERVER_TIMEOUT"] == "60"
     assert model["ExecutionRoleArn"] == ROLE
 
-    stdout = make(aws_env, tmp_path, "clean", "ENDPOINT=sagevit-test")
+    stdout = make(aws_env, tmp_path, "delete-endpoint", "ENDPOINT=sagevit-test")
     assert "deleted endpoint sagevit-test" in stdout
     assert "sagevit-test" not in str(sagemaker.list_endpoints()["Endpoints"])
     assert not sagemaker.list_endpoint_configs(NameContains=endpoint["EndpointConfigName"])[
         "EndpointConfigs"
     ]
     assert variant["ModelName"] not in str(sagemaker.list_models()["Models"])
-    # A second clean finds nothing and still succeeds.
-    assert "deleted" not in make(aws_env, tmp_path, "clean", "ENDPOINT=sagevit-test")
+    # A second delete-endpoint finds nothing and still succeeds.
+    assert "deleted" not in make(aws_env, tmp_path, "delete-endpoint", "ENDPOINT=sagevit-test")
 
 
 def test_push_creates_the_ecr_repository_once_and_logs_in(aws_env, aws):
@@ -332,4 +332,4 @@ def test_deploy_from_a_model_artifact(aws_env, aws, tmp_path):
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
     assert model["PrimaryContainer"]["ModelDataUrl"] == model_data
     assert model["PrimaryContainer"]["Image"] == IMAGE_URI
-    make(aws_env, tmp_path, "clean", "ENDPOINT=sagevit-artifact")
+    make(aws_env, tmp_path, "delete-endpoint", "ENDPOINT=sagevit-artifact")

@@ -10,7 +10,7 @@ import pytest
 from batch_transform import transform
 
 from sagevit.model import load_model
-from sagevit_serve.local import (
+from scripts.server_process import (
     curl_invocations,
     free_port,
     post_json,

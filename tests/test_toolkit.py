@@ -9,7 +9,7 @@ import pytest
 from conftest import TINY, hung_file, run_toolkit, write_image_tree
 
 from sagevit.epoch_log import metric_definitions
-from sagevit.local import write_training_layout
+from scripts.sagemaker_layout import write_training_layout
 
 pytestmark = pytest.mark.slow
 

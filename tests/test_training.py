@@ -3,10 +3,10 @@ import re
 import keras
 import numpy as np
 import pytest
+from conftest import seed_vit
 
 from sagevit.config import parse_hyperparameters
 from sagevit.data import load_channel, make_dataset
-from sagevit.model import build_vit
 from sagevit.train import run
 from sagevit.training import EpochResult, Trainer
 
@@ -26,9 +26,12 @@ def test_epoch_line_has_the_fixed_format():
 def test_loss_falls_and_epochs_are_numbered_from_one(channel, caplog):
     keras.utils.set_random_seed(0)
     split = load_channel(channel, "training.npz", "train", 32, 10)
-    model = build_vit(num_layers=1, d_model=32, num_heads=2, mlp_dim=64, dropout=0.0)
+    model = seed_vit(num_layers=1, d_model=32, num_heads=2, mlp_dim=64, dropout=0.0)
     trainer = Trainer(model, keras.optimizers.AdamW(3e-3), global_batch_size=32)
-    train, validation = make_dataset(split, 32, True, 10), make_dataset(split, 32, False, 10)
+    train, validation = (
+        make_dataset(split, 32, training=True, num_classes=10),
+        make_dataset(split, 32, training=False, num_classes=10),
+    )
     calls = []
     with caplog.at_level("INFO", logger="sagevit"):
         history = trainer.fit(
@@ -82,9 +85,11 @@ def test_steps_per_execution_runs_the_same_steps(channel):
     results = []
     for steps in (1, 3):
         keras.utils.set_random_seed(0)
-        model = build_vit(num_layers=1, d_model=32, num_heads=2, mlp_dim=64, dropout=0.0)
+        model = seed_vit(num_layers=1, d_model=32, num_heads=2, mlp_dim=64, dropout=0.0)
         trainer = Trainer(model, keras.optimizers.SGD(0.01), 32, steps_per_execution=steps)
-        history = trainer.fit(make_dataset(split, 32, True, 10, seed=1), epochs=2)
+        history = trainer.fit(
+            make_dataset(split, 32, training=True, num_classes=10, seed=1), epochs=2
+        )
         results.append([r.metrics["loss"] for r in history])
         assert trainer.optimizer.iterations.numpy() == 2 * (len(split) // 32)  # 4 per epoch
     np.testing.assert_allclose(results[0], results[1], rtol=1e-4)

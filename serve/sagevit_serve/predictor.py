@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from sagevit.contract import METADATA_FILE, SIGNATURE
+
 log = logging.getLogger(__name__)
 
-SIGNATURE = "serving_default"
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -98,7 +99,7 @@ class Predictor:
         def probabilities(images: tf.Tensor) -> tf.Tensor:
             return signature(**{spec.name: images})[output_name]
 
-        class_names = read_class_names(Path(model_dir) / "metadata.json", output_size)
+        class_names = read_class_names(Path(model_dir) / METADATA_FILE, output_size)
         compiled = probabilities.get_concrete_function()  # calls skip tf.function's dispatch
         predictor = cls(image_size, class_names, version_dir.name, compiled, loaded)
         for size in BATCH_BUCKETS:  # compile every shape now, not on a request

@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sagevit.contract import MODEL_DIR
 from sagevit.machine import available_cpus, given_gpus
 
 # gunicorn halts the whole server when a worker exits with this code, so a model that
@@ -76,7 +77,7 @@ def from_environ(
     # Batch transform reads MaxPayloadInMB as a whole number from 0 (unlimited) to 100.
     max_payload_mb = _int(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, minimum=1, maximum=100)
     return Settings(
-        model_dir=environ.get("SM_MODEL_DIR", "/opt/ml/model"),
+        model_dir=environ.get("SM_MODEL_DIR", MODEL_DIR),
         host=environ.get("SAGEVIT_BIND_HOST", "0.0.0.0"),
         port=_int(environ, "SAGEMAKER_BIND_TO_PORT", 8080, maximum=65535),
         workers=workers,

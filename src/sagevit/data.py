@@ -22,12 +22,11 @@ import tensorflow as tf
 
 from sagevit import images
 from sagevit.augment import crop_flip, mixup
+from sagevit.config import CHOICES, Hyperparameters
 
 log = logging.getLogger(__name__)
 
-TRAIN_FILE = "training.npz"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-VALIDATION_FILE = "testing.npz"
 
 # CIFAR-10's label order, used when a 10-class dataset carries no class names.
 CIFAR10_CLASSES = (
@@ -239,15 +238,13 @@ def resolve_class_names(num_classes: int, *splits: Split | None) -> tuple[str, .
     return tuple(str(i) for i in range(num_classes))
 
 
-AUGMENTATIONS = ("none", "crop_flip")
-
-
 def make_dataset(
     split: Split,
     batch_size: int,
+    *,
     training: bool,
     num_classes: int,
-    seed: int = 0,
+    seed: int | tf.Tensor = 0,
     augment: str = "none",
     mixup_alpha: float = 0.0,
     epoch: int | tf.Tensor | None = None,
@@ -259,11 +256,11 @@ def make_dataset(
     order fixed by seed and epoch, so a resumed epoch can skip what it had done),
     drop the last partial batch, so every step has the same shape and the step
     function is traced once, and are augmented (`augment`, then mixup if
-    `mixup_alpha` > 0). Evaluation batches keep every example and are never augmented. `examples` replaces
-    `split.examples()`: a shard of it, or one pipeline (and cache) shared by epochs.
+    `mixup_alpha` > 0). Evaluation batches keep every example and are never
+    augmented. `examples` (default `split.examples()`) may be a shard of them.
     """
-    if augment not in AUGMENTATIONS:
-        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+    if augment not in CHOICES["augment"]:
+        raise ValueError(f"augment must be one of {CHOICES['augment']}, got {augment!r}")
     if epoch is not None:  # this epoch's order and augmentation, the same in any process
         seed = tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
     dataset = split.examples() if examples is None else examples
@@ -292,3 +289,35 @@ def make_dataset(
             augment_batch, num_parallel_calls=tf.data.AUTOTUNE
         )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def training_batches(
+    split: Split,
+    context: tf.distribute.InputContext,
+    *,
+    global_batch_size: int,
+    steps_per_epoch: int,
+    epochs: range,
+    skip_steps: int = 0,
+    hp: Hyperparameters,
+) -> tf.data.Dataset:
+    """The training batches of one input pipeline (one per worker) for `epochs`, as one
+    stream: this worker's shard of `split`, in per-replica batches, `steps_per_epoch`
+    steps an epoch on every worker (one that ran out first would leave the others
+    waiting in a collective), less the first `skip_steps` steps that a resumed run did.
+    The shape `tf.distribute.Strategy.distribute_datasets_from_function` calls."""
+    examples = split.examples()  # one pipeline (and cache) for every epoch
+    if context.num_input_pipelines > 1:
+        examples = examples.shard(context.num_input_pipelines, context.input_pipeline_id)
+    per_replica = context.get_per_replica_batch_size(global_batch_size)
+    per_step = context.num_replicas_in_sync // context.num_input_pipelines  # batches a step
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        batches = make_dataset(
+            split, per_replica, training=True, num_classes=hp.num_classes, seed=hp.seed,
+            augment=hp.augment, mixup_alpha=hp.mixup, epoch=epoch, examples=examples,
+        )  # fmt: skip
+        return batches.take(steps_per_epoch * per_step)
+
+    stream = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
+    return stream.skip(skip_steps * per_step).prefetch(tf.data.AUTOTUNE)

@@ -1,4 +1,4 @@
-"""Which devices train, who writes, and how each worker gets its share of the data.
+"""Which devices train, and who writes (each worker's share of the data: `sagevit.data.training_batches`).
 
 | Setup                                    | Strategy                    |
 |------------------------------------------|-----------------------------|
@@ -6,18 +6,19 @@
 | several GPUs on one host                 | MirroredStrategy            |
 | several hosts (TF_CONFIG, 2+ workers)    | MultiWorkerMirroredStrategy |
 
-On SageMaker the toolkit entry point builds TF_CONFIG from SM_HOSTS and
+On SageMaker the entry points build the TF_CONFIG JSON from SM_HOSTS and
 SM_CURRENT_HOST (`tf_config`), every host a worker on WORKER_PORT, the first
-host the chief. `--batch-size` is global: each step consumes batch_size examples
+host the chief, and hand it down; only entry points read the TF_CONFIG variable. `--batch-size` is global: each step consumes batch_size examples
 in all, batch_size / replicas on each device, and the learning rate is the
 recipe's for that global batch (not rescaled).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import tensorflow as tf
 
@@ -43,14 +44,22 @@ def worker_count(tf_config_json: str | None) -> int:
 
 
 def choose_strategy(tf_config_json: str | None = None) -> tf.distribute.Strategy:
-    """MultiWorkerMirrored for 2+ workers in TF_CONFIG (it reads the variable itself),
-    Mirrored over all GPUs of a host with several, else the default strategy."""
+    """MultiWorkerMirrored for 2+ workers in the TF_CONFIG JSON given (the strategy gets
+    it as a cluster resolver, not from the environment), Mirrored over all GPUs of a
+    host with several, else the default strategy."""
     if worker_count(tf_config_json) > 1:
+        config = json.loads(tf_config_json)
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(config["cluster"]),
+            task_type=config["task"]["type"],
+            task_id=config["task"]["index"],
+            rpc_layer="grpc",
+        )
         # No collective timeout (CommunicationOptions(timeout_seconds=...)): TensorFlow
         # arms each timed collective with its own watchdog thread that sleeps the whole
         # timeout, so a run holds (collectives a second x timeout) threads and runs out
         # of them. A dead peer is found by the strategy's health checks within seconds.
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
@@ -81,30 +90,23 @@ def all_agree(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:
     return agree
 
 
-def pipeline_batches(
-    context: tf.distribute.InputContext,
-    examples: tf.data.Dataset,
-    batches: Callable[[tf.data.Dataset, int, int], tf.data.Dataset],
-    global_batch_size: int,
-    skip_steps: int = 0,
-) -> tf.data.Dataset:
-    """The batches of one input pipeline (one per worker): its own shard of `examples`.
-
-    `batches(shard, per_replica_batch, batches_per_step)` turns a shard into batches;
-    it must give every worker the same number of steps an epoch (one that ran out
-    first would leave the rest waiting in a collective). `skip_steps` drops the
-    steps a resumed epoch had already done.
-    """
-    shard = examples
-    if context.num_input_pipelines > 1:
-        shard = examples.shard(context.num_input_pipelines, context.input_pipeline_id)
-    per_step = context.num_replicas_in_sync // context.num_input_pipelines  # batches a step
-    dataset = batches(shard, context.get_per_replica_batch_size(global_batch_size), per_step)
-    return dataset.skip(skip_steps * per_step)
-
-
 class WorkerLost(RuntimeError):
     """Another worker died or stopped answering: the job fails instead of hanging."""
+
+
+@contextlib.contextmanager
+def peers_lost(tf_config_json: str | None) -> Iterator[None]:
+    """Within it, a collective that fails because a peer is gone raises WorkerLost with
+    one line, on a job of several workers; errors of a single worker pass unchanged."""
+    try:
+        yield
+    except PEER_ERRORS as error:
+        if worker_count(tf_config_json) == 1:
+            raise
+        message = str(error).strip().splitlines()[0]
+        raise WorkerLost(
+            f"lost another training host ({type(error).__name__}): {message}"
+        ) from None
 
 
 # What a collective raises when a peer is gone (found by the strategy's health checks).

@@ -1,13 +1,8 @@
 """Write a trained model in the layout that TF Serving and our server both load.
 
-    model_dir/
-      1/                 TensorFlow SavedModel, signature `serving_default`:
-                         images float32 (B, H, W, 3) in 0-255 -> probabilities float32 (B, C)
-      vit.keras          the Keras model (logits), for fine-tuning and evaluation
-      metadata.json      class names, input size and the hyperparameters used
-
-The numbered folder is TF Serving's version layout; TF Serving ignores the
-other files, and our server reads `metadata.json` to name classes.
+The layout and its names are `sagevit.contract`'s. The numbered folder is TF
+Serving's version layout; TF Serving ignores the other files, and our server
+reads the metadata file to name classes.
 """
 
 from __future__ import annotations
@@ -22,11 +17,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-log = logging.getLogger(__name__)
+from sagevit.contract import INPUT_NAME, KERAS_FILE, METADATA_FILE, OUTPUT_NAME, SIGNATURE
 
-SIGNATURE = "serving_default"
-METADATA_FILE = "metadata.json"
-KERAS_FILE = "vit.keras"
+log = logging.getLogger(__name__)
 
 
 def export_model(
@@ -48,11 +41,11 @@ def export_model(
     archive.track(model)
 
     @tf.function(
-        input_signature=[tf.TensorSpec((None, image_size, image_size, 3), tf.float32, "images")]
+        input_signature=[tf.TensorSpec((None, image_size, image_size, 3), tf.float32, INPUT_NAME)]
     )
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
         logits = model(images, training=False)
-        return {"probabilities": tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
+        return {OUTPUT_NAME: tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
 
     archive.add_endpoint(SIGNATURE, serve)
     saved_model_dir = model_dir / str(version)
@@ -65,7 +58,7 @@ def export_model(
         "format_version": 1,
         "saved_model_version": version,
         "signature": SIGNATURE,
-        "input": {"name": "images", "shape": [image_size, image_size, 3], "range": [0, 255]},
+        "input": {"name": INPUT_NAME, "shape": [image_size, image_size, 3], "range": [0, 255]},
         "image_size": image_size,
         "class_names": list(class_names),
         "hyperparameters": hyperparameters,

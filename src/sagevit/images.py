@@ -15,7 +15,7 @@ same function, so an image gives the model the same pixels in training and in se
   40 MP), and SageMaker's image content types and the trainer's folders never need it.
 
 The cost of a decode is bounded by what the file declares, checked before any pixel is
-decoded (worst cases measured by `make bench-decode`, in the README's Serving section):
+decoded (worst cases measured by `make bench-decode`, in docs/benchmarks.md):
 
 - at most 40 MP (MAX_PIXELS), and no side over 16,384 px (MAX_SIDE: a 39,000,000 x 1
   PNG would cost a resize far beyond its pixel count);

@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from sagevit.config import CHOICES
 from sagevit.dropout import Dropout
 from sagevit.layers import (
     ClassToken,
@@ -21,36 +22,36 @@ from sagevit.layers import (
     SequencePooling,
 )
 
-TOKENIZERS = ("patch", "conv")
-POOLINGS = ("class_token", "sequence")
-
 
 def build_vit(
-    image_size: int = 32,
-    patch_size: int = 4,
-    num_layers: int = 4,
-    d_model: int = 64,
-    num_heads: int = 4,
-    mlp_dim: int = 128,
-    num_classes: int = 10,
-    dropout: float = 0.1,
-    norm_first: bool = True,
-    tokenizer: str = "patch",
-    pooling: str = "class_token",
-    stochastic_depth: float = 0.0,
+    *,
+    image_size: int,
+    patch_size: int,
+    num_layers: int,
+    d_model: int,
+    num_heads: int,
+    mlp_dim: int,
+    num_classes: int,
+    dropout: float,
+    norm_first: bool,
+    tokenizer: str,
+    pooling: str,
+    stochastic_depth: float,
     name: str = "vit",
 ) -> keras.Model:
     """Build a ViT: (B, image_size, image_size, 3) pixels in 0-255 -> (B, num_classes) logits.
+
+    No defaults here: `Hyperparameters.model_kwargs()` gives every argument (the
+    recipe's values, or a preset's); `sagevit.config` documents each one.
 
     tokenizer: "patch" (strided convolution, the original ViT) or "conv" (a small
         convolutional stem, as in Compact Convolutional Transformers; 4x downsampling).
     pooling: "class_token" (the original ViT) or "sequence" (attention-weighted mean).
     stochastic_depth: the drop rate of the last block; earlier blocks drop less, linearly.
     """
-    if tokenizer not in TOKENIZERS:
-        raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    for option, value in (("tokenizer", tokenizer), ("pooling", pooling)):
+        if value not in CHOICES[option]:
+            raise ValueError(f"{option} must be one of {CHOICES[option]}, got {value!r}")
     if tokenizer == "patch" and image_size % patch_size:
         raise ValueError(f"image size {image_size} is not divisible by patch size {patch_size}")
     if d_model % num_heads:

@@ -4,7 +4,8 @@ The image sets `SAGEMAKER_TRAINING_MODULE=sagevit.toolkit:main`, so the toolkit'
 `train` command calls `main()` in its own process (no user script to download).
 The toolkit has already read /opt/ml/input/config; we take the channels, model
 directory and hyperparameters from its Environment, turn the hyperparameters
-back into `--key value` arguments and parse them exactly as the CLI does.
+back into `--key value` arguments, parse them exactly as the CLI does, and end
+in `sagevit.train.launch` as the CLI does.
 
 A bad hyperparameter or bad data is raised as the toolkit's ClientError, which
 it writes verbatim to /opt/ml/output/failure (SageMaker's FailureReason) before
@@ -19,12 +20,10 @@ import sys
 
 from sagemaker_training import environment, errors, files, mapping
 
-from sagevit.config import ConfigError, parse_hyperparameters
+from sagevit.config import parse_hyperparameters
+from sagevit.contract import CHECKPOINT_DIR
 from sagevit.data import DataError
-from sagevit.distribute import WorkerLost
-from sagevit.gpu import GpuUnavailable
-from sagevit.signals import StopOnSigterm
-from sagevit.train import cluster_config, configure_logging, run
+from sagevit.train import USER_ERRORS, JobPaths, cluster_config, configure_logging, launch
 from sagevit.training import TrainingStopped
 from sagevit.watchdog import exit_stalled
 
@@ -37,23 +36,19 @@ def main() -> None:
         if "train" not in channels:
             names = ", ".join(sorted(channels)) or "none"
             raise DataError(f"the job has no 'train' input channel (channels given: {names})")
+        paths = JobPaths(
+            train=channels["train"],
+            model=env.model_dir,
+            validation=channels.get("validation"),
+            output_data=env.output_data_dir,
+            # Where SageMaker's TensorBoardOutputConfig syncs from (its default local path).
+            tensorboard=os.path.join(env.output_dir, "tensorboard"),
+            checkpoints=checkpoint_dir(),
+        )
         hp = parse_hyperparameters(mapping.to_cmd_args(env.hyperparameters))
-        with StopOnSigterm() as stop:
-            run(
-                hp,
-                train_dir=channels["train"],
-                model_dir=env.model_dir,
-                validation_dir=channels.get("validation"),
-                progress_bar=sys.stdout.isatty(),
-                output_data_dir=env.output_data_dir,
-                # Where SageMaker's TensorBoardOutputConfig syncs from (its default local path).
-                tensorboard_dir=os.path.join(env.output_dir, "tensorboard"),
-                checkpoint_dir=checkpoint_dir(),
-                should_stop=stop,
-                tf_config=cluster_config(env.hosts, env.current_host),
-                on_stall=fail_stalled,
-            )
-    except (ConfigError, DataError, WorkerLost, GpuUnavailable) as error:
+        tf_config = cluster_config(env.hosts, env.current_host, os.environ.get("TF_CONFIG"))
+        launch(hp, paths, tf_config, on_stall=fail_stalled)
+    except USER_ERRORS as error:
         raise errors.ClientError(str(error)) from None
     except TrainingStopped as stopped:
         # Exit 0 with neither a success nor a failure file: SageMaker, which sent the
@@ -76,5 +71,6 @@ def checkpoint_dir() -> str:
 
     Under SAGEMAKER_BASE_DIR (local runs and tests) it is BASE/checkpoints.
     """
-    base = os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")
-    return os.environ.get("SAGEVIT_CHECKPOINT_DIR", os.path.join(base, "checkpoints"))
+    base = os.environ.get("SAGEMAKER_BASE_DIR")
+    default = CHECKPOINT_DIR if base is None else os.path.join(base, "checkpoints")
+    return os.environ.get("SAGEVIT_CHECKPOINT_DIR", default)

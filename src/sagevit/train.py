@@ -1,15 +1,16 @@
 """Train the ViT on the seed's npz channels and export it for serving.
 
-Two ways in:
+`run()` is the whole job as a sequence of named steps; it takes plain arguments and
+reads no environment. Two entry points read their inputs and end in `launch()`:
   * `sagevit-train --train DIR [--validation DIR] --model-dir DIR [--epochs 1 ...]`
-    during development (paths default to SageMaker's SM_CHANNEL_* variables);
+    (`main` below) during development; paths default to SageMaker's SM_* variables;
   * the SageMaker toolkit's `train` command, through `sagevit.toolkit:main`.
-Both end in `run()`, which takes plain arguments and reads no environment.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -17,12 +18,13 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from sagevit.checkpoints import CheckpointDir
+from sagevit.checkpoints import CheckpointDir, Progress
 from sagevit.config import (
     ConfigError,
     Hyperparameters,
@@ -30,26 +32,19 @@ from sagevit.config import (
     make_parser,
     parse_with_preset,
 )
+from sagevit.contract import CHECKPOINT_DIR, MODEL_DIR, TRAIN_FILE, VALIDATION_FILE
 from sagevit.data import (
-    TRAIN_FILE,
-    VALIDATION_FILE,
     DataError,
+    Split,
     hold_out,
     load_channel,
     make_dataset,
     resolve_class_names,
+    training_batches,
 )
-from sagevit.distribute import (
-    PEER_ERRORS,
-    WorkerLost,
-    choose_strategy,
-    is_chief,
-    pipeline_batches,
-    tf_config,
-    worker_count,
-)
+from sagevit.distribute import WorkerLost, choose_strategy, is_chief, peers_lost, tf_config
 from sagevit.export import export_model
-from sagevit.gpu import GpuUnavailable, log_devices, require_gpus
+from sagevit.gpu import Device, GpuUnavailable, log_devices, require_gpus
 from sagevit.machine import given_gpus
 from sagevit.recipe import build_model, choose_jit, choose_precision
 from sagevit.reports import TensorBoardLogger, write_reports
@@ -87,6 +82,54 @@ def run(
     GPU device files in `dev_dir` that TensorFlow cannot use raise GpuUnavailable, unless
     `hp.allow_cpu`.
     """
+    strategy, gpus = start_devices(hp, tf_config, dev_dir)
+    chief, scratch = is_chief(strategy), None
+    if not chief:  # workers other than the chief write only to scratch space
+        scratch = Path(tempfile.mkdtemp(prefix="sagevit-worker-"))
+        model_dir, output_data_dir, tensorboard_dir = scratch / "model", None, None
+    keras.utils.set_random_seed(hp.seed)
+    data = load_data(hp, train_dir, validation_dir)
+    precision, jit_compile = set_compute(hp, gpus)
+
+    # From here on every worker may wait for the others in a collective (variable
+    # creation broadcasts initial values): the watchdog fails a job stuck on one.
+    with StallWatchdog(hp.stall_timeout, on_stall) as watchdog:
+        checkpoints = CheckpointDir(checkpoint_dir, hp.keep_checkpoints) if checkpoint_dir else None
+        model, optimizer, start = build_model(hp, strategy, data.steps_per_epoch, precision, checkpoints)  # fmt: skip
+        start = start or Progress()
+        log_start(model, data, strategy)
+        trainer = Trainer(model, optimizer, data.batch_size, strategy, jit_compile=jit_compile,
+                          label_smoothing=hp.label_smoothing, steps_per_execution=hp.steps_per_execution)  # fmt: skip
+        save = None
+        if checkpoints is not None and chief:  # every worker resumes, only the chief writes
+            save = functools.partial(checkpoints.save, model, optimizer)  # (progress) -> None
+        with peers_lost(tf_config):
+            history = trainer.fit(
+                data.training_batches(strategy, start, hp),
+                hp.epochs,
+                validation_dataset=data.validation_batches(hp.num_classes),
+                steps_per_epoch=data.steps_per_epoch,
+                progress_bar=progress_bar,
+                on_epoch_end=TensorBoardLogger(tensorboard_dir) if tensorboard_dir else None,
+                start=start,
+                checkpoint=save,
+                should_stop=should_stop,
+                on_call=watchdog.beat,
+            )
+        watchdog.beat()
+        keras.mixed_precision.set_global_policy("float32")  # later models in this process
+        export_model(model, model_dir, data.class_names, hp.to_dict())
+    if output_data_dir is not None:
+        write_reports(history, output_data_dir)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return history
+
+
+def start_devices(
+    hp: Hyperparameters, tf_config: str | None, dev_dir: str | Path
+) -> tuple[tf.distribute.Strategy, list[Device]]:
+    """The strategy, and the GPUs TensorFlow can use (GpuUnavailable if it was given others)."""
     # First: MultiWorkerMirroredStrategy must exist before TensorFlow starts its runtime.
     strategy = choose_strategy(tf_config)
     rearm()  # TensorFlow's coordination service may have taken SIGTERM over
@@ -98,110 +141,125 @@ def run(
             f"--batch-size {hp.batch_size} must be divisible by the"
             f" {strategy.num_replicas_in_sync} replicas (it is the global batch)"
         )
-    chief = is_chief(strategy)
-    if not chief:  # workers other than the chief write only to scratch space
-        scratch = Path(tempfile.mkdtemp(prefix="sagevit-worker-"))
-        model_dir, output_data_dir, tensorboard_dir = scratch / "model", None, None
-    keras.utils.set_random_seed(hp.seed)
-    args = (hp.image_size, hp.num_classes)
-    train_split = load_channel(train_dir, TRAIN_FILE, "train", *args)
-    val_split = None
+    return strategy, gpus
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The examples a run trains and validates on, and the batch size they allow."""
+
+    train: Split
+    validation: Split | None
+    class_names: tuple[str, ...]
+    batch_size: int  # global: --batch-size, or every example when there are fewer
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train) // self.batch_size
+
+    def training_batches(
+        self, strategy: tf.distribute.Strategy, start: Progress, hp: Hyperparameters
+    ) -> tf.distribute.DistributedDataset:
+        """The batches of every epoch from `start` on, one pipeline per worker."""
+        return strategy.distribute_datasets_from_function(
+            functools.partial(  # called with each worker's tf.distribute.InputContext
+                training_batches,
+                self.train,
+                global_batch_size=self.batch_size,
+                steps_per_epoch=self.steps_per_epoch,
+                epochs=range(start.epoch, hp.epochs + 1),
+                skip_steps=start.step,
+                hp=hp,
+            )
+        )
+
+    def validation_batches(self, num_classes: int) -> tf.data.Dataset | None:
+        """Every validation example once; every worker evaluates all of them, on its own."""
+        if self.validation is None:
+            return None
+        return make_dataset(
+            self.validation, self.batch_size, training=False, num_classes=num_classes
+        )
+
+
+def load_data(
+    hp: Hyperparameters, train_dir: str | Path, validation_dir: str | Path | None
+) -> TrainingData:
+    """The channels' examples; without a validation channel, `--validation-split` of train."""
+    size = (hp.image_size, hp.num_classes)
+    train = load_channel(train_dir, TRAIN_FILE, "train", *size)
+    validation = None
     if validation_dir is not None:
-        val_split = load_channel(validation_dir, VALIDATION_FILE, "validation", *args)
+        validation = load_channel(validation_dir, VALIDATION_FILE, "validation", *size)
     elif hp.validation_split > 0:
-        train_split, val_split = hold_out(train_split, hp.validation_split, hp.seed)
-    class_names = resolve_class_names(hp.num_classes, train_split, val_split)
+        train, validation = hold_out(train, hp.validation_split, hp.seed)
+    batch_size = min(hp.batch_size, len(train))
+    if batch_size < hp.batch_size:
+        log.warning("batch size %d > %d training examples; using %d", hp.batch_size, batch_size, batch_size)  # fmt: skip
+    class_names = resolve_class_names(hp.num_classes, train, validation)
+    return TrainingData(train, validation, class_names, batch_size)
 
-    batch_size = hp.batch_size
-    if batch_size > len(train_split):
-        batch_size = len(train_split)
-        log.warning(
-            "batch size %d > %d training examples; using %d", hp.batch_size, batch_size, batch_size
-        )
-    steps_per_epoch = len(train_split) // batch_size
-    examples = train_split.examples()  # one pipeline (and cache) for every epoch
 
-    def train_data(first_epoch: int, skip_steps: int) -> tf.distribute.DistributedDataset:
-        """Every remaining epoch as one stream of batches, iterated once (see Trainer.fit)."""
-
-        def batches(shard: tf.data.Dataset, per_replica: int, per_step: int) -> tf.data.Dataset:
-            def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
-                data = make_dataset(train_split, per_replica, True, hp.num_classes, hp.seed,
-                                    hp.augment, hp.mixup, epoch, examples=shard)  # fmt: skip
-                return data.take(steps_per_epoch * per_step)  # as many steps on every worker
-
-            epochs = tf.data.Dataset.range(first_epoch, hp.epochs + 1)
-            return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
-
-        return strategy.distribute_datasets_from_function(  # one pipeline per worker
-            lambda context: pipeline_batches(context, examples, batches, batch_size, skip_steps)
-        )
-
-    val_data = None
-    if val_split is not None:  # every worker evaluates all of it, on its own
-        val_data = make_dataset(val_split, batch_size, False, hp.num_classes)
-
+def set_compute(hp: Hyperparameters, gpus: list[Device]) -> tuple[str, bool]:
+    """(compute dtype, whether XLA compiles the step), with Keras's global policy set to match."""
     precision = choose_precision(hp.mixed_precision, [gpu.compute_capability for gpu in gpus])
     jit_compile = choose_jit(hp.jit_compile, bool(gpus), hp.tokenizer)
-    keras.mixed_precision.set_global_policy(
-        "float32" if precision == "float32" else f"mixed_{precision}"
-    )
+    policy = "float32" if precision == "float32" else f"mixed_{precision}"
+    keras.mixed_precision.set_global_policy(policy)
     log.info("compute dtype %s, XLA %s", precision, "on" if jit_compile else "off")
+    return precision, jit_compile
 
-    # From here on every worker may wait for the others in a collective (variable
-    # creation broadcasts initial values): the watchdog fails a job stuck on one.
-    with StallWatchdog(hp.stall_timeout, on_stall) as watchdog:
-        checkpoints = CheckpointDir(checkpoint_dir, hp.keep_checkpoints) if checkpoint_dir else None
-        model, optimizer, start = build_model(hp, strategy, steps_per_epoch, precision, checkpoints)
-        log.info(
-            "training %s (%d parameters) on %d examples, validating on %d, %d replica(s),"
-            " weights on %s",
-            model.name,
-            model.count_params(),
-            len(train_split),
-            0 if val_split is None else len(val_split),
-            strategy.num_replicas_in_sync,
-            model.trainable_variables[0].value.device,  # where the training step runs
+
+def log_start(model: keras.Model, data: TrainingData, strategy: tf.distribute.Strategy) -> None:
+    validating = 0 if data.validation is None else len(data.validation)
+    log.info(
+        "training %s (%d parameters) on %d examples, validating on %d, %d replica(s), weights on %s",
+        model.name, model.count_params(), len(data.train), validating,
+        strategy.num_replicas_in_sync,
+        model.trainable_variables[0].value.device,  # where the training step runs
+    )  # fmt: skip
+
+
+# ---- The two entry points share everything below: both read their inputs, then launch().
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """Where a training job reads and writes; the entry points fill it in."""
+
+    train: str | Path
+    model: str | Path
+    validation: str | Path | None = None
+    output_data: str | Path | None = None
+    tensorboard: str | Path | None = None
+    checkpoints: str | Path | None = None
+
+
+# Errors a job's user can act on: one sentence each, never a traceback.
+USER_ERRORS = (ConfigError, DataError, GpuUnavailable, WorkerLost)
+
+
+def launch(
+    hp: Hyperparameters,
+    paths: JobPaths,
+    tf_config: str | None = None,
+    on_stall: Callable[[str], None] = exit_stalled,
+) -> list[EpochResult]:
+    """`run()` as a job: SIGTERM asks for a checkpoint and a stop (TrainingStopped)."""
+    with StopOnSigterm() as stop:
+        return run(
+            hp,
+            paths.train,
+            paths.model,
+            paths.validation,
+            progress_bar=sys.stdout.isatty(),
+            output_data_dir=paths.output_data,
+            tensorboard_dir=paths.tensorboard,
+            checkpoint_dir=paths.checkpoints,
+            should_stop=stop,
+            tf_config=tf_config,
+            on_stall=on_stall,
         )
-        trainer = Trainer(
-            model,
-            optimizer,
-            batch_size,
-            strategy,
-            jit_compile=jit_compile,
-            label_smoothing=hp.label_smoothing,
-            steps_per_execution=hp.steps_per_execution,
-        )
-        try:
-            history = trainer.fit(
-                train_data,
-                hp.epochs,
-                validation_dataset=val_data,
-                steps_per_epoch=steps_per_epoch,
-                progress_bar=progress_bar,
-                on_epoch_end=TensorBoardLogger(tensorboard_dir) if tensorboard_dir else None,
-                start=start,
-                checkpoint=(lambda progress: checkpoints.save(model, optimizer, progress))
-                if checkpoints and chief
-                else None,
-                should_stop=should_stop,
-                on_call=watchdog.beat,
-            )
-        except PEER_ERRORS as error:
-            if worker_count(tf_config) == 1:
-                raise
-            message = str(error).strip().splitlines()[0]
-            raise WorkerLost(
-                f"lost another training host ({type(error).__name__}): {message}"
-            ) from None
-        watchdog.beat()
-        keras.mixed_precision.set_global_policy("float32")  # later models in this process
-        export_model(model, model_dir, class_names, hp.to_dict())
-    if output_data_dir is not None:
-        write_reports(history, output_data_dir)
-    if not chief:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return history
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -214,88 +272,53 @@ def configure_logging(level: int = logging.INFO) -> None:
     package.propagate = False
 
 
+def cluster_config(hosts: Sequence[str], current_host: str, given: str | None = None) -> str | None:
+    """The run's TF_CONFIG JSON: `given` (the TF_CONFIG variable) if set, else one made from
+    SageMaker's host list when there are several hosts; None for one host."""
+    if given:
+        return given
+    if len(hosts) > 1:
+        made = json.dumps(tf_config(hosts, current_host))
+        log.info("%d hosts: TF_CONFIG=%s", len(hosts), made)
+        return made
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("Train the ViT on npz channels and export a SavedModel.")
     paths = parser.add_argument_group("paths (default to SageMaker's environment variables)")
     env = os.environ.get
-    paths.add_argument("--train", default=env("SM_CHANNEL_TRAIN"), help="train channel folder")
-    paths.add_argument(
-        "--validation", default=env("SM_CHANNEL_VALIDATION"), help="validation channel folder"
-    )
-    paths.add_argument(
-        "--model-dir",
-        "--model_dir",
-        dest="model_dir",
-        default=env("SM_MODEL_DIR", "/opt/ml/model"),
-        help="where the model is written",
-    )
-    paths.add_argument(
-        "--output-data-dir",
-        "--output_data_dir",
-        dest="output_data_dir",
-        default=env("SM_OUTPUT_DATA_DIR"),
-        help="where history.png and metrics.json go",
-    )
-    paths.add_argument(
-        "--checkpoint-dir",
-        "--checkpoint_dir",
-        dest="checkpoint_dir",
-        default=None,
-        help="resume from and write checkpoints here (the toolkit uses /opt/ml/checkpoints)",
-    )
-    paths.add_argument(
-        "--tensorboard-dir",
-        "--tensorboard_dir",
-        dest="tensorboard_dir",
-        default=None,
-        help="where TensorBoard event files go",
-    )
+
+    def path(*flags: str, default: str | None, help: str) -> None:
+        dest = flags[0].lstrip("-").replace("-", "_")
+        paths.add_argument(*flags, dest=dest, default=default, help=help)
+
+    path("--train", default=env("SM_CHANNEL_TRAIN"), help="train channel folder")
+    path("--validation", default=env("SM_CHANNEL_VALIDATION"), help="validation channel folder")
+    path("--model-dir", "--model_dir", default=env("SM_MODEL_DIR", MODEL_DIR), help="where the model is written")  # fmt: skip
+    path("--output-data-dir", "--output_data_dir", default=env("SM_OUTPUT_DATA_DIR"), help="where history.png and metrics.json go")  # fmt: skip
+    path("--checkpoint-dir", "--checkpoint_dir", default=None, help=f"resume from and write checkpoints here (the toolkit uses {CHECKPOINT_DIR})")  # fmt: skip
+    path("--tensorboard-dir", "--tensorboard_dir", default=None, help="where TensorBoard event files go")  # fmt: skip
     return parser
 
 
-def cluster_config(hosts: Sequence[str], current_host: str) -> str | None:
-    """TF_CONFIG for the run (entry points only): as set, or made from SageMaker's host
-    list when there are several hosts, and exported, since the strategy reads it too."""
-    if not os.environ.get("TF_CONFIG") and len(hosts) > 1:
-        os.environ["TF_CONFIG"] = json.dumps(tf_config(hosts, current_host))
-        log.info("%d hosts: TF_CONFIG=%s", len(hosts), os.environ["TF_CONFIG"])
-    return os.environ.get("TF_CONFIG")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """The `sagevit-train` command."""
+    """The `sagevit-train` command: 0 done or stopped, 2 bad input, 1 any other job error."""
     configure_logging()
     try:
         args = parse_with_preset(build_parser(), sys.argv[1:] if argv is None else argv)
         if args.train is None:
             raise DataError("no train channel: pass --train DIR or set SM_CHANNEL_TRAIN")
-        hp = hyperparameters_from_namespace(args)
-        with StopOnSigterm() as stop:
-            run(
-                hp,
-                args.train,
-                args.model_dir,
-                args.validation,
-                progress_bar=sys.stdout.isatty(),
-                output_data_dir=args.output_data_dir,
-                tensorboard_dir=args.tensorboard_dir,
-                checkpoint_dir=args.checkpoint_dir,
-                should_stop=stop,
-                tf_config=cluster_config(json.loads(os.environ.get("SM_HOSTS", "[]")),
-                                         os.environ.get("SM_CURRENT_HOST", "")),
-            )  # fmt: skip
-    except (ConfigError, DataError) as error:
+        paths = JobPaths(args.train, args.model_dir, args.validation, args.output_data_dir,
+                         args.tensorboard_dir, args.checkpoint_dir)  # fmt: skip
+        hosts = json.loads(os.environ.get("SM_HOSTS", "[]"))
+        tf_config_json = cluster_config(hosts, os.environ.get("SM_CURRENT_HOST", ""), os.environ.get("TF_CONFIG"))  # fmt: skip
+        launch(hyperparameters_from_namespace(args), paths, tf_config_json)
+    except USER_ERRORS as error:
         log.error("%s", error)
-        return 2
-    except GpuUnavailable as error:
-        log.error("%s", error)
-        return 1
+        return 2 if isinstance(error, (ConfigError, DataError)) else 1
     except TrainingStopped as stopped:
         log.warning("%s; run the same command again to resume", stopped)
-        return 0
-    except WorkerLost as error:
-        log.error("%s", error)
-        return 1
     return 0
 
 

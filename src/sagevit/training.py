@@ -197,7 +197,7 @@ class Trainer:
 
     def fit(
         self,
-        train_data: Callable[[int, int], tf.distribute.DistributedDataset] | tf.data.Dataset,
+        train_data: tf.distribute.DistributedDataset | tf.data.Dataset,
         epochs: int,
         validation_dataset: tf.data.Dataset | None = None,
         steps_per_epoch: int | None = None,
@@ -210,12 +210,12 @@ class Trainer:
     ) -> list[EpochResult]:
         """Train until `epochs`, logging one `epoch=N ...` line after each.
 
-        `train_data(first_epoch, skip)` gives the distributed batches of every epoch
-        from `first_epoch` on, less the first `skip` steps, as one stream that is
-        iterated once: `steps_per_epoch` steps make an epoch (the pipeline is built
-        once and keeps prefetching across epoch boundaries). A plain
-        dataset is instead distributed and iterated to its end once an epoch.
-        `start` resumes from a checkpoint's progress.
+        With `steps_per_epoch`, `train_data` (distributed) holds the batches of every
+        epoch from `start` on (`sagevit.data.training_batches`) as one stream that is
+        iterated once, `steps_per_epoch` steps an epoch: the pipeline is built once and
+        keeps prefetching across epoch boundaries. Without, `train_data` is a plain
+        dataset, distributed and iterated to its end once an epoch. `start` resumes
+        from a checkpoint's progress.
         `checkpoint(progress)` is called after every epoch and when `should_stop()`
         turns true on any worker, after which fit raises TrainingStopped.
         `on_call()` runs after every call into TensorFlow that trains or evaluates.
@@ -223,8 +223,8 @@ class Trainer:
         state = start or Progress()
         history = [EpochResult(h["epoch"], {k: v for k, v in h.items() if k != "epoch"}) for h in state.history]  # fmt: skip
         whole_run = None
-        if not isinstance(train_data, tf.data.Dataset):
-            whole_run = iter(train_data(state.epoch, state.step))
+        if steps_per_epoch is not None:  # one stream of every epoch's batches
+            whole_run = iter(train_data)
         stop = None
         if should_stop is not None:
             agree = all_agree(self.strategy)
