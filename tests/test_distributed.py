@@ -27,7 +27,7 @@ from conftest import (
 from sagevit.config import parse_hyperparameters
 from sagevit.data import Split, training_batches
 from sagevit.distribute import tf_config, worker_count
-from sagevit.train import cluster_config
+from sagevit.entry import cluster_config
 from scripts.server_process import free_port
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
@@ -93,7 +93,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import sagevit.train
 sagevit.train.choose_strategy = lambda tf_config=None: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 import sys
-sys.exit(sagevit.train.main(sys.argv[1:]))
+import sagevit.entry
+sys.exit(sagevit.entry.main(sys.argv[1:]))
 """
 
 
@@ -131,7 +132,7 @@ def start_workers(
         config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
         log = tmp_path / f"worker{index}-{time.monotonic_ns()}.log"
         train_dir = train[index] if train else channel
-        command = [sys.executable, "-m", "sagevit.train", "--train", str(train_dir), "--validation", str(channel),
+        command = [sys.executable, "-m", "sagevit.entry", "--train", str(train_dir), "--validation", str(channel),
                    "--model-dir", str(tmp_path / f"model{index}"), *tiny_flags(epochs=epochs), *extra]  # fmt: skip
         env = {**ENV, "TF_CONFIG": json.dumps(config), "TMPDIR": str(tmp_path)}
         with open(log, "w") as out:

@@ -44,7 +44,7 @@ def big_channel(tmp_path_factory) -> Path:
 
 def cli(channel: Path, model_dir: Path, checkpoints: Path) -> list[str]:
     args = tiny_flags(epochs=EPOCHS)
-    return [sys.executable, "-m", "sagevit.train", "--train", str(channel), "--validation",
+    return [sys.executable, "-m", "sagevit.entry", "--train", str(channel), "--validation",
             str(channel), "--model-dir", str(model_dir), "--checkpoint-dir", str(checkpoints), *args]  # fmt: skip
 
 

@@ -30,17 +30,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 # CIFAR-10's label order, used when a 10-class dataset carries no class names.
 CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
 
 
 class DataError(ValueError):

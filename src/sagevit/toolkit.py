@@ -23,7 +23,7 @@ from sagemaker_training import environment, errors, files, mapping
 from sagevit.config import parse_hyperparameters
 from sagevit.contract import CHECKPOINT_DIR
 from sagevit.data import DataError
-from sagevit.train import USER_ERRORS, JobPaths, cluster_config, configure_logging, launch
+from sagevit.entry import USER_ERRORS, JobPaths, cluster_config, configure_logging, launch
 from sagevit.training import TrainingStopped
 from sagevit.watchdog import exit_stalled
 

@@ -1,23 +1,17 @@
-"""Train the ViT on the seed's npz channels and export it for serving.
+"""Train the ViT on the channels and export it for serving.
 
 `run()` is the whole job as a sequence of named steps; it takes plain arguments and
-reads no environment. Two entry points read their inputs and end in `launch()`:
-  * `sagevit-train --train DIR [--validation DIR] --model-dir DIR [--epochs 1 ...]`
-    (`main` below) during development; paths default to SageMaker's SM_* variables;
-  * the SageMaker toolkit's `train` command, through `sagevit.toolkit:main`.
+reads no environment. The entry points (`sagevit.entry`, `sagevit.toolkit`) read
+their inputs and call it.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import logging
-import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +22,9 @@ from sagevit.checkpoints import CheckpointDir, Progress
 from sagevit.config import (
     ConfigError,
     Hyperparameters,
-    hyperparameters_from_namespace,
-    make_parser,
-    parse_with_preset,
 )
-from sagevit.contract import CHECKPOINT_DIR, MODEL_DIR, TRAIN_FILE, VALIDATION_FILE
+from sagevit.contract import TRAIN_FILE, VALIDATION_FILE
 from sagevit.data import (
-    DataError,
     Split,
     hold_out,
     load_channel,
@@ -42,17 +32,17 @@ from sagevit.data import (
     resolve_class_names,
     training_batches,
 )
-from sagevit.distribute import WorkerLost, choose_strategy, is_chief, peers_lost, tf_config
+from sagevit.distribute import choose_strategy, is_chief, peers_lost
 from sagevit.export import export_model
-from sagevit.gpu import Device, GpuUnavailable, log_devices, require_gpus
+from sagevit.gpu import Device, log_devices, require_gpus
 from sagevit.machine import given_gpus
 from sagevit.recipe import build_model, choose_jit, choose_precision
 from sagevit.reports import TensorBoardLogger, write_reports
-from sagevit.signals import StopOnSigterm, rearm
-from sagevit.training import EpochResult, Trainer, TrainingStopped
+from sagevit.signals import rearm
+from sagevit.training import EpochResult, Trainer
 from sagevit.watchdog import StallWatchdog, exit_stalled
 
-log = logging.getLogger("sagevit.train")  # not __name__: `python -m sagevit.train` is __main__
+log = logging.getLogger(__name__)
 
 
 def run(
@@ -218,109 +208,3 @@ def log_start(model: keras.Model, data: TrainingData, strategy: tf.distribute.St
         strategy.num_replicas_in_sync,
         model.trainable_variables[0].value.device,  # where the training step runs
     )  # fmt: skip
-
-
-# ---- The two entry points share everything below: both read their inputs, then launch().
-
-
-@dataclass(frozen=True)
-class JobPaths:
-    """Where a training job reads and writes; the entry points fill it in."""
-
-    train: str | Path
-    model: str | Path
-    validation: str | Path | None = None
-    output_data: str | Path | None = None
-    tensorboard: str | Path | None = None
-    checkpoints: str | Path | None = None
-
-
-# Errors a job's user can act on: one sentence each, never a traceback.
-USER_ERRORS = (ConfigError, DataError, GpuUnavailable, WorkerLost)
-
-
-def launch(
-    hp: Hyperparameters,
-    paths: JobPaths,
-    tf_config: str | None = None,
-    on_stall: Callable[[str], None] = exit_stalled,
-) -> list[EpochResult]:
-    """`run()` as a job: SIGTERM asks for a checkpoint and a stop (TrainingStopped)."""
-    with StopOnSigterm() as stop:
-        return run(
-            hp,
-            paths.train,
-            paths.model,
-            paths.validation,
-            progress_bar=sys.stdout.isatty(),
-            output_data_dir=paths.output_data,
-            tensorboard_dir=paths.tensorboard,
-            checkpoint_dir=paths.checkpoints,
-            should_stop=stop,
-            tf_config=tf_config,
-            on_stall=on_stall,
-        )
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """Send this package's logs to stdout, one plain line each (entry points only)."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    package = logging.getLogger("sagevit")
-    package.handlers[:] = [handler]
-    package.setLevel(level)
-    package.propagate = False
-
-
-def cluster_config(hosts: Sequence[str], current_host: str, given: str | None = None) -> str | None:
-    """The run's TF_CONFIG JSON: `given` (the TF_CONFIG variable) if set, else one made from
-    SageMaker's host list when there are several hosts; None for one host."""
-    if given:
-        return given
-    if len(hosts) > 1:
-        made = json.dumps(tf_config(hosts, current_host))
-        log.info("%d hosts: TF_CONFIG=%s", len(hosts), made)
-        return made
-    return None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser("Train the ViT on npz channels and export a SavedModel.")
-    paths = parser.add_argument_group("paths (default to SageMaker's environment variables)")
-    env = os.environ.get
-
-    def path(*flags: str, default: str | None, help: str) -> None:
-        dest = flags[0].lstrip("-").replace("-", "_")
-        paths.add_argument(*flags, dest=dest, default=default, help=help)
-
-    path("--train", default=env("SM_CHANNEL_TRAIN"), help="train channel folder")
-    path("--validation", default=env("SM_CHANNEL_VALIDATION"), help="validation channel folder")
-    path("--model-dir", "--model_dir", default=env("SM_MODEL_DIR", MODEL_DIR), help="where the model is written")  # fmt: skip
-    path("--output-data-dir", "--output_data_dir", default=env("SM_OUTPUT_DATA_DIR"), help="where history.png and metrics.json go")  # fmt: skip
-    path("--checkpoint-dir", "--checkpoint_dir", default=None, help=f"resume from and write checkpoints here (the toolkit uses {CHECKPOINT_DIR})")  # fmt: skip
-    path("--tensorboard-dir", "--tensorboard_dir", default=None, help="where TensorBoard event files go")  # fmt: skip
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The `sagevit-train` command: 0 done or stopped, 2 bad input, 1 any other job error."""
-    configure_logging()
-    try:
-        args = parse_with_preset(build_parser(), sys.argv[1:] if argv is None else argv)
-        if args.train is None:
-            raise DataError("no train channel: pass --train DIR or set SM_CHANNEL_TRAIN")
-        paths = JobPaths(args.train, args.model_dir, args.validation, args.output_data_dir,
-                         args.tensorboard_dir, args.checkpoint_dir)  # fmt: skip
-        hosts = json.loads(os.environ.get("SM_HOSTS", "[]"))
-        tf_config_json = cluster_config(hosts, os.environ.get("SM_CURRENT_HOST", ""), os.environ.get("TF_CONFIG"))  # fmt: skip
-        launch(hyperparameters_from_namespace(args), paths, tf_config_json)
-    except USER_ERRORS as error:
-        log.error("%s", error)
-        return 2 if isinstance(error, (ConfigError, DataError)) else 1
-    except TrainingStopped as stopped:
-        log.warning("%s; run the same command again to resume", stopped)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
