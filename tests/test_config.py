@@ -106,3 +106,45 @@ def test_precision_is_chosen_from_the_gpus(setting, capabilities, expected):
     from sagevit.recipe import choose_precision
 
     assert choose_precision(setting, capabilities) == expected
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "sentence"),
+    [
+        ("learning-rate", "nan", "--learning-rate must be in (0, 10], got nan"),
+        ("weight-decay", "nan", "--weight-decay must be in [0, 10], got nan"),
+        ("grad-clip", "nan", "--grad-clip must be in [0, 1000000], got nan"),
+        ("mixup", "nan", "--mixup must be in [0, 1000], got nan"),
+        ("warmup-epochs", "inf", "--warmup-epochs must be in [0, 1000000], got inf"),
+        ("learning-rate", "-inf", "--learning-rate must be in (0, 10], got -inf"),
+        ("image-size", "1e300", "--image-size must be in [1, 8192], got 1e+300"),
+        ("num-layers", "1e9", "--num-layers must be in [1, 256], got 1000000000"),
+        ("weight-decay", "-1e-4", "--weight-decay must be in [0, 10], got -0.0001"),
+        ("dropout", "1", "--dropout must be in [0, 1), got 1.0"),
+        ("seed", "-1", "--seed must be in [0, 2147483647], got -1"),
+    ],
+)
+def test_non_finite_and_absurd_numbers_are_refused_with_one_sentence(flag, value, sentence):
+    with pytest.raises(ConfigError) as error:
+        parse_hyperparameters([f"--{flag}", value])
+    assert str(error.value) == sentence
+
+
+def test_every_numeric_hyperparameter_has_bounds_and_the_presets_are_inside_them():
+    import dataclasses
+    import typing
+
+    from sagevit.config import BOUNDS, PRESETS, Hyperparameters
+
+    types = typing.get_type_hints(Hyperparameters)
+    numeric = {f.name for f in dataclasses.fields(Hyperparameters) if types[f.name] in (int, float)}
+    assert numeric == set(BOUNDS)
+    for preset in PRESETS:
+        parse_hyperparameters(["--preset", preset])  # raises if a preset were out of range
+
+
+def test_a_launch_with_a_nan_hyperparameter_fails_before_any_aws_call():
+    from scripts.launch import job_hyperparameters
+
+    with pytest.raises(ConfigError, match="--learning-rate must be in"):
+        job_hyperparameters({"learning_rate": "nan"}, epochs=None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,45 @@ CHOICES = {
     "jit_compile": ("auto", "true", "false"),
     "mixed_precision": ("auto", "float32", "bfloat16", "float16"),
 }
+# Every numeric field's range, written as in maths: "[" includes the end, "(" leaves it
+# out. NaN and infinities are in no range. The upper ends only keep out the absurd (a
+# typo, an overflow): nothing near them trains on any machine.
+BOUNDS = {
+    "image_size": "[1, 8192]",
+    "patch_size": "[1, 8192]",
+    "num_layers": "[1, 256]",
+    "d_model": "[1, 16384]",
+    "num_heads": "[1, 1024]",
+    "mlp_dim": "[1, 65536]",
+    "dropout": "[0, 1)",
+    "num_classes": "[2, 100000]",
+    "stochastic_depth": "[0, 1)",
+    "learning_rate": "(0, 10]",
+    "weight_decay": "[0, 10]",
+    "batch_size": "[1, 1048576]",
+    "epochs": "[1, 1000000]",
+    "warmup_epochs": "[0, 1000000]",
+    "label_smoothing": "[0, 1)",
+    "grad_clip": "[0, 1000000]",
+    "mixup": "[0, 1000]",
+    "validation_split": "[0, 1)",
+    "steps_per_execution": "[1, 100000]",
+    "seed": "[0, 2147483647]",
+    "keep_checkpoints": "[1, 100000]",
+    "stall_timeout": "[0, 31536000]",
+}
+
+
+def within(value: float, interval: str) -> bool:
+    """Whether `value` lies in `interval`, such as "[0, 1)"; never for NaN or infinities."""
+    low, high = (float(end) for end in interval[1:-1].split(","))
+    if not math.isfinite(value):
+        return False
+    above = low <= value if interval[0] == "[" else low < value
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below
+
+
 # Fields parsed by something other than their type's parser.
 SWITCHES = ("jit_compile",)
 
@@ -113,24 +153,11 @@ class Hyperparameters:
     )
 
     def __post_init__(self) -> None:
-        positive = ("image_size", "patch_size", "num_layers", "d_model", "num_heads")
-        positive += ("mlp_dim", "num_classes", "batch_size", "epochs", "steps_per_execution")
-        positive += ("keep_checkpoints",)
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
-        if self.num_classes < 2:
-            raise ConfigError(f"--num-classes must be at least 2, got {self.num_classes}")
-        for name in ("dropout", "stochastic_depth", "label_smoothing", "validation_split"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"--learning-rate must be positive, got {self.learning_rate}")
-        for name in ("weight_decay", "warmup_epochs", "grad_clip", "mixup", "stall_timeout"):
-            if getattr(self, name) < 0:
-                raise ConfigError(
-                    f"--{_flag(name)} must not be negative, got {getattr(self, name)}"
-                )
+        for name, interval in BOUNDS.items():
+            value = getattr(self, name)
+            if not within(value, interval):
+                shown = f"{float(value):g}" if abs(value) > 1e12 else value  # not 300 digits
+                raise ConfigError(f"--{_flag(name)} must be in {interval}, got {shown}")
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(
@@ -235,9 +262,22 @@ def make_parser(description: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _attach_dashed_values(argv: Sequence[str]) -> list[str]:
+    """`--key -1e-4` as `--key=-1e-4`: argparse takes a value that starts with "-" (and is
+    not a plain integer or decimal) for another option. Every option here takes one value."""
+    joined: list[str] = []
+    for item in argv:
+        previous = joined[-1] if joined else ""
+        if item.startswith("-") and not item.startswith("--") and previous.startswith("--") and "=" not in previous:  # fmt: skip
+            joined[-1] = f"{previous}={item}"
+        else:
+            joined.append(item)
+    return joined
+
+
 def parse_with_preset(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
     """Parse `argv`, with the defaults of the preset it names; explicit flags win."""
-    argv = list(argv)
+    argv = _attach_dashed_values(argv)
     known, _ = parser.parse_known_args(argv)
     if known.preset not in PRESETS:
         raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {known.preset!r}")
