@@ -62,6 +62,21 @@ def test_only_the_newest_are_kept(tmp_path):
     assert [p.name for p in store.checkpoints()] == ["ckpt-0005-000000.npz", "ckpt-0004-000000.npz"]
 
 
+def test_epochs_and_steps_past_the_padded_widths_are_still_the_newest(tmp_path):
+    model, optimizer = tiny_model()
+    store = CheckpointDir(tmp_path, keep=2)
+    store.save(model, optimizer, Progress(epoch=9_999, step=999_999))
+    store.save(model, optimizer, Progress(epoch=10_000, step=0))
+    assert [p.name for p in store.checkpoints()] == [
+        "ckpt-10000-000000.npz",
+        "ckpt-9999-999999.npz",
+    ]
+    store.save(model, optimizer, Progress(epoch=10_000, step=1_000_000))
+    assert store.checkpoints()[0].name == "ckpt-10000-1000000.npz"
+    assert store.restore(*tiny_model()) == Progress(epoch=10_000, step=1_000_000)
+    assert len(store.checkpoints()) == 2  # the oldest by number went, not by name
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path, caplog, damage):
     model, optimizer = tiny_model()

@@ -1,7 +1,9 @@
 """Checkpoints: what a resume needs, written atomically, the newest `keep` kept.
 
 A checkpoint is one file, `ckpt-EEEE-SSSSSS.npz`: the epoch in progress (from 1)
-and the training steps already done in it (0 at an epoch boundary). It holds
+and the training steps already done in it (0 at an epoch boundary), zero-padded to
+at least those widths and wider when they need it (epoch 12345 is `ckpt-12345-...`);
+the newest is the one with the highest (epoch, step), whatever the widths. It holds
 
   * every model variable (weights, and the random-seed states of dropout and
     stochastic depth) and optimizer variable, the iteration count included
@@ -30,7 +32,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"^ckpt-(\d{4})-(\d{6})\.npz$")
+NAME = re.compile(r"^ckpt-(\d+)-(\d+)\.npz$")
 
 
 class CheckpointError(ValueError):
@@ -63,8 +65,13 @@ class CheckpointDir:
         """Completed checkpoints, newest first."""
         if not self.directory.is_dir():
             return []
-        found = [p for p in self.directory.iterdir() if NAME.match(p.name)]
-        return sorted(found, key=lambda p: p.name, reverse=True)
+        found = {p: NAME.match(p.name) for p in self.directory.iterdir()}
+        newest_first = sorted(
+            (p for p, match in found.items() if match),
+            key=lambda p: tuple(int(n) for n in found[p].groups()),  # (epoch, step)
+            reverse=True,
+        )
+        return newest_first
 
     def save(
         self, model: keras.Model, optimizer: keras.optimizers.Optimizer, progress: Progress
