@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,18 +98,6 @@ def write_image_tree(
     return root
 
 
-def hung_file(path: Path) -> None:
-    """A FIFO that answers the loader's first look (a PNG signature), then blocks every
-    later read for good, as a file on a hung network file system would."""
-    os.mkfifo(path)
-
-    def answer_once() -> None:
-        with open(path, "wb") as fifo:  # waits for the loader to open it
-            fifo.write(b"\x89PNG\r\n\x1a\n")
-
-    threading.Thread(target=answer_once, daemon=True).start()
-
-
 def toolkit_command(base_dir: Path) -> tuple[list[str], dict[str, str]]:
     """(command, environment) of the real sagemaker-training `train` command, run
     against a SageMaker-layout folder instead of /opt/ml."""
@@ -124,10 +111,13 @@ def toolkit_command(base_dir: Path) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "sagemaker_training.cli.train"], env
 
 
-def run_toolkit(base_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the toolkit's `train` command to the end (`toolkit_command`)."""
-    command, env = toolkit_command(base_dir)
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+def run_toolkit(
+    base_dir: Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the toolkit's `train` command to the end (`toolkit_command`), with `env` added."""
+    command, environment = toolkit_command(base_dir)
+    environment |= env or {}
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
 
 
 def wait_for(log: Path, line: str, process: subprocess.Popen, timeout: float = 300) -> None:

@@ -167,3 +167,123 @@ def test_hold_out_is_a_fixed_seed_split(channel):
     np.testing.assert_array_equal(validation.labels, again.labels)
     with pytest.raises(DataError, match="leaves an empty side"):
         hold_out(split, 0.001, seed=7)
+
+
+def one_sentence(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def test_a_folder_named_like_an_image_is_a_data_error_not_a_traceback(tmp_path):
+    tree = write_image_tree(tmp_path / "tree")
+    (tree / "cat" / "x.jpg").mkdir()
+    with pytest.raises(DataError) as error:
+        load_channel(tree, "training.npz", "train", 32, 2)
+    assert "cat/x.jpg is not a regular file" in one_sentence(error)
+
+
+def load_within(seconds: float, *args) -> BaseException | None:
+    """What `load_channel(*args)` raised, failing the test if it blocks for `seconds`."""
+    import threading
+
+    raised: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_channel(*args)
+        except BaseException as error:
+            raised.append(error)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"loading {args[0]} blocked"
+    return raised[0] if raised else None
+
+
+def test_fifos_named_like_data_are_refused_without_opening_them(tmp_path):
+    import os
+
+    tree = write_image_tree(tmp_path / "tree")
+    os.mkfifo(tree / "dog" / "y.png")  # opening it would block
+    error = load_within(30, tree, "training.npz", "train", 32, 2)
+    assert isinstance(error, DataError) and "dog/y.png is not a regular file" in str(error)
+
+    channel = tmp_path / "npz"
+    channel.mkdir()
+    os.mkfifo(channel / "training.npz")
+    error = load_within(30, channel, "training.npz", "train", 32, 2)
+    assert isinstance(error, DataError) and "training.npz is not a regular file" in str(error)
+
+
+def npy_member(header_shape: tuple, data: bytes) -> bytes:
+    """An .npy file whose header declares `header_shape` of uint8, holding `data`."""
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": "|u1", "fortran_order": False, "shape": header_shape}
+    )
+    return buffer.getvalue() + data
+
+
+def test_an_npz_member_that_declares_terabytes_is_refused_before_it_is_read(tmp_path):
+    import zipfile
+
+    path = tmp_path / "training.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("image.npy", npy_member((10**12, 32, 32, 3), b"\0" * 64))
+        archive.writestr("label.npy", npy_member((4,), b"\0" * 4))
+    with pytest.raises(DataError) as error:
+        load_split(path, 32, 10)
+    assert "'image.npy' declares shape (1000000000000, 32, 32, 3)" in one_sentence(error)
+
+
+def test_a_corrupt_compressed_member_is_a_data_error(tmp_path):
+    path = save(tmp_path / "training.npz", good_images(64), np.zeros(64, np.int64))
+    np.savez_compressed(path, image=good_images(64), label=np.zeros(64, np.int64))
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 3
+    raw[middle : middle + 40] = b"\xff" * 40  # inside image.npy's deflated bytes
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError) as error:
+        load_split(path, 32, 10)
+    assert "is not a readable .npz file" in one_sentence(error)
+
+
+def test_loading_a_channel_beats_the_watchdog_as_it_goes(tmp_path, channel):
+    beats = []
+    load_channel(channel, "training.npz", "train", 32, 10, beat=lambda: beats.append(1))
+    assert len(beats) >= 2  # one per array read
+    tree = write_image_tree(tmp_path / "tree", sizes=[(32, 32)] * 1100)
+    beats.clear()
+    load_channel(tree, "training.npz", "train", 32, 2, beat=lambda: beats.append(1))
+    assert len(beats) == 2  # every 1,024 files: 2 x 1,100 files
+
+
+def test_a_channel_read_that_hangs_is_caught_by_the_watchdog(channel, tmp_path, monkeypatch):
+    import threading
+
+    from conftest import tiny_flags
+
+    import sagevit.data
+    from sagevit.config import parse_hyperparameters
+    from sagevit.train import run
+
+    released, messages = threading.Event(), []
+
+    def hung_read(path, beat):  # a read from a hung network file system
+        released.wait(60)
+        raise DataError("the read gave up")
+
+    def on_stall(message):  # the real one ends the process; this one releases the read
+        messages.append(message)
+        released.set()
+
+    monkeypatch.setattr(sagevit.data, "read_npz", hung_read)
+    hp = parse_hyperparameters(tiny_flags(epochs=1, **{"stall-timeout": 1}))
+    with pytest.raises(DataError):
+        run(hp, channel, tmp_path / "model", on_stall=on_stall)
+    assert messages and "no training step finished in" in messages[0]
+    assert "nor any data read" in messages[0]

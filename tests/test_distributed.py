@@ -17,7 +17,6 @@ import pytest
 import tensorflow as tf
 from conftest import (
     epoch_numbers,
-    hung_file,
     tiny_flags,
     wait_for,
     write_channel,
@@ -31,6 +30,7 @@ from sagevit.entry import cluster_config
 from scripts.server_process import free_port
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+TESTS_PATH = os.pathsep.join([str(Path(__file__).parent), *sys.path])
 
 
 def test_tf_config_makes_every_host_a_worker_and_the_first_the_chief():
@@ -122,19 +122,29 @@ def worker_channel(tmp_path_factory) -> Path:
 
 
 def start_workers(
-    channel: Path, tmp_path: Path, epochs: int, *extra: str, train: Sequence[Path] = ()
+    channel: Path,
+    tmp_path: Path,
+    epochs: int,
+    *extra: str,
+    train: Sequence[Path] = (),
+    hang: Sequence[str] = (),
 ) -> list[tuple[subprocess.Popen, Path]]:
     """Two `sagevit-train` processes on 127.0.0.1, each with its own model dir and log,
-    and `train[i]` as worker i's train channel if given (else `channel`)."""
+    and `train[i]` as worker i's train channel if given (else `channel`). Worker 1's
+    reads of the image files named in `hang` never return."""
     cluster = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     workers = []
     for index in range(2):
         config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
         log = tmp_path / f"worker{index}-{time.monotonic_ns()}.log"
         train_dir = train[index] if train else channel
-        command = [sys.executable, "-m", "sagevit.entry", "--train", str(train_dir), "--validation", str(channel),
-                   "--model-dir", str(tmp_path / f"model{index}"), *tiny_flags(epochs=epochs), *extra]  # fmt: skip
+        program = ["-m", "sagevit.entry"]
         env = {**ENV, "TF_CONFIG": json.dumps(config), "TMPDIR": str(tmp_path)}
+        if hang and index == 1:  # tests/hanging_reads.py
+            program = ["-c", "import hanging_reads; hanging_reads.cli()"]
+            env |= {"SAGEVIT_TEST_HANG": ",".join(hang), "PYTHONPATH": TESTS_PATH}
+        command = [sys.executable, *program, "--train", str(train_dir), "--validation", str(channel),
+                   "--model-dir", str(tmp_path / f"model{index}"), *tiny_flags(epochs=epochs), *extra]  # fmt: skip
         with open(log, "w") as out:
             workers.append(
                 (subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT), log)
@@ -187,11 +197,9 @@ def test_a_stuck_worker_fails_the_job_instead_of_hanging(tmp_path):
     stuck = write_image_tree(tmp_path / "stuck", sizes=[(32, 32)] * 16)
     # The 2nd and 3rd files in order: whichever of its two shards worker 1 reads
     # (its own channel; worker 0 reads the healthy one), one of them is in it.
-    for name in ("1.png", "10.png"):
-        (stuck / "cat" / name).unlink()
-        hung_file(stuck / "cat" / name)
+    hang = ("1.png", "10.png")
     flags = ("--num-classes", "2", "--batch-size", "8", "--stall-timeout", "20")
-    workers = start_workers(healthy, tmp_path, 50, *flags, train=[healthy, stuck])
+    workers = start_workers(healthy, tmp_path, 50, *flags, train=[healthy, stuck], hang=hang)
     started = time.monotonic()
     codes = [process.wait(timeout=240) for process, _ in workers]
     print(f"\nboth workers exited within {time.monotonic() - started:.0f} s of starting")

@@ -1,12 +1,15 @@
 """The trainer run by the real sagemaker-training toolkit, laid out as SageMaker lays out /opt/ml."""
 
 import json
+import os
 import re
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY, hung_file, run_toolkit, write_image_tree
+from conftest import TINY, run_toolkit, write_image_tree
 
 from sagevit.epoch_log import metric_definitions
 from scripts.sagemaker_layout import write_training_layout
@@ -73,9 +76,13 @@ def test_a_stuck_data_read_fails_the_job_instead_of_hanging(tmp_path):
     data = write_image_tree(tmp_path / "data", sizes=[(32, 32)] * 16)
     hyperparameters = {**TINY, "num-classes": 2, "batch-size": 8, "stall-timeout": 10}
     base = write_training_layout(tmp_path / "opt_ml", hyperparameters, {"train": data})
-    hung_file(base / "input/data/train/dog/hung.png")  # after the layout copied the channel
     started = time.monotonic()
-    result = run_toolkit(base, timeout=240)
+    hang = {  # tests/hanging_reads.py: reading dog/0.png never returns
+        "SAGEMAKER_TRAINING_MODULE": "hanging_reads:toolkit",
+        "SAGEVIT_TEST_HANG": "0.png",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path]),
+    }
+    result = run_toolkit(base, timeout=240, env=hang)
     print(f"\nthe toolkit exited {time.monotonic() - started:.0f} s after it started")
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     failure = (base / "output/failure").read_text()

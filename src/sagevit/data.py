@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import tensorflow as tf
 from sagevit import images
 from sagevit.augment import crop_flip, mixup
 from sagevit.config import CHOICES, Hyperparameters
+from sagevit.npz import NpzError, read_npz
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
+
+
+def _nothing() -> None:
+    """The default `beat`: no heartbeat to give."""
 
 
 class DataError(ValueError):
@@ -111,9 +116,12 @@ def find_channel_file(channel_dir: str | Path, preferred: str, channel: str) -> 
     folder = Path(channel_dir)
     if not folder.is_dir():
         raise DataError(f"the {channel} channel folder {folder} does not exist")
-    if (folder / preferred).is_file():
-        return folder / preferred
     candidates = sorted(folder.glob("*.npz"))
+    if folder / preferred in candidates:
+        candidates = [folder / preferred]
+    for candidate in candidates:
+        if not candidate.is_file():  # stat only: opening a FIFO would block
+            raise DataError(f"{candidate} is not a regular file (a folder, FIFO or device?)")
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
@@ -124,16 +132,17 @@ def find_channel_file(channel_dir: str | Path, preferred: str, channel: str) -> 
     )
 
 
-def load_split(path: str | Path, image_size: int, num_classes: int) -> Split:
+def load_split(
+    path: str | Path, image_size: int, num_classes: int, beat: Callable[[], None] = _nothing
+) -> Split:
     """Load and check one npz file; raise DataError naming the first problem found."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
+        arrays = read_npz(path, beat)
     except FileNotFoundError:
         raise DataError(f"{path} does not exist") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise DataError(f"{path} is not a readable .npz file ({error})") from None
+    except NpzError as error:
+        raise DataError(str(error)) from None
 
     for key in ("image", "label"):
         if key not in arrays:
@@ -180,11 +189,15 @@ def load_split(path: str | Path, image_size: int, num_classes: int) -> Split:
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG, PNG
 
 
-def load_image_folder(folder: Path, image_size: int, num_classes: int) -> Split:
+def load_image_folder(
+    folder: Path, image_size: int, num_classes: int, beat: Callable[[], None] = _nothing
+) -> Split:
     """A `<class>/<image>.jpg|png` tree: class names are the sorted folder names.
 
     Only the file list is read here (and each file's first bytes, to refuse
-    non-images early); pixels are decoded lazily by `Split.examples()`.
+    non-images early); pixels are decoded lazily by `Split.examples()`. A name
+    that looks like an image but is no regular file (a folder, a FIFO) is a
+    DataError, not skipped. `beat()` runs every 1,024 files.
     """
     classes = sorted(path.name for path in folder.iterdir() if path.is_dir())
     if len(classes) != num_classes:
@@ -197,7 +210,11 @@ def load_image_folder(folder: Path, image_size: int, num_classes: int) -> Split:
         files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(f"the class folder {folder / name} holds no .jpg, .jpeg or .png image")
-        for path in files:
+        for count, path in enumerate(files, 1):
+            if not path.is_file():  # stat only: opening a FIFO would block
+                raise DataError(f"{path} is not a regular file (a folder, FIFO or device?)")
+            if count % 1024 == 0:
+                beat()
             with path.open("rb") as handle:
                 if not handle.read(8).startswith(IMAGE_SIGNATURES):
                     raise DataError(f"{path} is not a readable JPEG or PNG image")
@@ -210,13 +227,20 @@ def load_image_folder(folder: Path, image_size: int, num_classes: int) -> Split:
 
 
 def load_channel(
-    channel_dir: str | Path, preferred: str, channel: str, image_size: int, num_classes: int
+    channel_dir: str | Path,
+    preferred: str,
+    channel: str,
+    image_size: int,
+    num_classes: int,
+    beat: Callable[[], None] = _nothing,
 ) -> Split:
-    """A channel's examples: its npz file, or, if it holds none, its class folders."""
+    """A channel's examples: its npz file, or, if it holds none, its class folders.
+    `beat()` runs as loading makes progress (a watchdog's heartbeat)."""
     folder = Path(channel_dir)
     if folder.is_dir() and not any(folder.glob("*.npz")) and any(p.is_dir() for p in folder.iterdir()):  # fmt: skip
-        return load_image_folder(folder, image_size, num_classes)
-    return load_split(find_channel_file(channel_dir, preferred, channel), image_size, num_classes)
+        return load_image_folder(folder, image_size, num_classes, beat)
+    path = find_channel_file(channel_dir, preferred, channel)
+    return load_split(path, image_size, num_classes, beat)
 
 
 def resolve_class_names(num_classes: int, *splits: Split | None) -> tuple[str, ...]:

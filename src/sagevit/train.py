@@ -66,9 +66,9 @@ def run(
     from its newest readable checkpoint and write one after every epoch; when
     `should_stop()` turns true, write one and raise TrainingStopped (no export).
     `tf_config` (the TF_CONFIG JSON) with several workers trains across hosts; then
-    only the chief writes the model, reports and checkpoints. When no training step
-    finishes for `hp.stall_timeout` seconds (from model building to export; loading
-    the channels is not watched), `on_stall(message)` runs; it has to end the process.
+    only the chief writes the model, reports and checkpoints. When loading the channels
+    or training makes no progress for `hp.stall_timeout` seconds (from the first file
+    read to export), `on_stall(message)` runs; it has to end the process.
     GPU device files in `dev_dir` that TensorFlow cannot use raise GpuUnavailable, unless
     `hp.allow_cpu`.
     """
@@ -78,12 +78,12 @@ def run(
         scratch = Path(tempfile.mkdtemp(prefix="sagevit-worker-"))
         model_dir, output_data_dir, tensorboard_dir = scratch / "model", None, None
     keras.utils.set_random_seed(hp.seed)
-    data = load_data(hp, train_dir, validation_dir)
-    precision, jit_compile = set_compute(hp, gpus)
-
-    # From here on every worker may wait for the others in a collective (variable
-    # creation broadcasts initial values): the watchdog fails a job stuck on one.
+    # The watchdog fails a job stuck reading a channel (a hung network filesystem), or
+    # stuck in a collective: every worker may wait for the others from model building
+    # on (variable creation broadcasts initial values).
     with StallWatchdog(hp.stall_timeout, on_stall) as watchdog:
+        data = load_data(hp, train_dir, validation_dir, watchdog.beat)
+        precision, jit_compile = set_compute(hp, gpus)
         checkpoints = CheckpointDir(checkpoint_dir, hp.keep_checkpoints) if checkpoint_dir else None
         model, optimizer, start = build_model(hp, strategy, data.steps_per_epoch, precision, checkpoints)  # fmt: skip
         start = start or Progress()
@@ -173,14 +173,18 @@ class TrainingData:
 
 
 def load_data(
-    hp: Hyperparameters, train_dir: str | Path, validation_dir: str | Path | None
+    hp: Hyperparameters,
+    train_dir: str | Path,
+    validation_dir: str | Path | None,
+    beat: Callable[[], None],
 ) -> TrainingData:
-    """The channels' examples; without a validation channel, `--validation-split` of train."""
+    """The channels' examples; without a validation channel, `--validation-split` of train.
+    `beat()` as reading makes progress."""
     size = (hp.image_size, hp.num_classes)
-    train = load_channel(train_dir, TRAIN_FILE, "train", *size)
+    train = load_channel(train_dir, TRAIN_FILE, "train", *size, beat)
     validation = None
     if validation_dir is not None:
-        validation = load_channel(validation_dir, VALIDATION_FILE, "validation", *size)
+        validation = load_channel(validation_dir, VALIDATION_FILE, "validation", *size, beat)
     elif hp.validation_split > 0:
         train, validation = hold_out(train, hp.validation_split, hp.seed)
     batch_size = min(hp.batch_size, len(train))

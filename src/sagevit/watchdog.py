@@ -4,7 +4,7 @@ A host that dies is found within seconds by MultiWorkerMirroredStrategy's
 heartbeats. A worker whose process is alive but stuck (a read from a hung network
 file system, a deadlock) keeps heartbeating, while every other worker waits for it
 in the next collective until the job's max_run ends it, hours later. The trainer
-beats after every call into TensorFlow; when no beat has come for `timeout`
+beats as it reads the channels and after every call into TensorFlow; when no beat has come for `timeout`
 seconds, `on_stall(message)` runs on the watchdog's own thread. It has to end the
 process: the main thread is the one that is stuck.
 """
@@ -71,7 +71,7 @@ class StallWatchdog:
             idle = time.monotonic() - self._last_beat
             if idle > self.timeout and not self._stopped.is_set():  # not: just left
                 self._on_stall(
-                    f"no training step finished in {idle:.0f} s (--stall-timeout"
-                    f" {self.timeout:g}): a worker is stuck; failing the job"
+                    f"no training step finished in {idle:.0f} s, nor any data read"
+                    f" (--stall-timeout {self.timeout:g}): a worker is stuck; failing the job"
                 )
                 return
