@@ -27,6 +27,7 @@ from scripts.aws import (
     sagemaker_session,
     script_parser,
 )
+from scripts.cleanup import delete_endpoint
 
 log = logging.getLogger("deploy")
 
@@ -86,6 +87,22 @@ def deploy(
     )
 
 
+def undo_failed_deploy(client: Any, endpoint_name: str, error: Exception) -> str:
+    """Delete what a failed deploy created (model, endpoint config, endpoint); the one
+    line to end with: what failed and what was removed, or the command that removes it."""
+    log.error("deploy failed: %s", error)
+    try:
+        removed = delete_endpoint(client, endpoint_name)
+    except Exception as cleanup_error:
+        return (
+            f"deploy failed ({error}), and so did removing what it created ({cleanup_error});"
+            f" remove it with: make delete-endpoint ENDPOINT={endpoint_name}"
+        )
+    return (
+        f"deploy failed ({error}); removed {', '.join(removed) or 'nothing (it created nothing)'}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = script_parser(__doc__)
     add_session_arguments(parser)
@@ -119,16 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             source = ModelSource(source.model_data, args.image_uri, source.role)
         log.info("deploying the model of training job %s", job)
     role = args.role or source.role or resolve_role(None, session)
-    deploy(
-        source,
-        role,
-        session,
-        args.endpoint,
-        args.instance_type,
-        args.instance_count,
-        parse_pairs(args.env, "--env"),
-        wait=not args.no_wait,
-    )
+    environment = parse_pairs(args.env, "--env")
+    try:
+        deploy(source, role, session, args.endpoint, args.instance_type, args.instance_count,
+               environment, wait=not args.no_wait)  # fmt: skip
+    except Exception as error:
+        raise SystemExit(undo_failed_deploy(client, args.endpoint, error)) from None
     print(f"endpoint: {args.endpoint}")
     print(f"console:  {console_url(session.boto_region_name, 'endpoints', args.endpoint)}")
     return 0

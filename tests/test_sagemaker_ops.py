@@ -333,3 +333,126 @@ def test_deploy_from_a_model_artifact(aws_env, aws, tmp_path):
     assert model["PrimaryContainer"]["ModelDataUrl"] == model_data
     assert model["PrimaryContainer"]["Image"] == IMAGE_URI
     make(aws_env, tmp_path, "delete-endpoint", "ENDPOINT=sagevit-artifact")
+
+
+# ---- Failures leave nothing behind: each AWS call of a deploy and a clean-up made to fail.
+
+
+def fail_calls(session, operation: str, code: str, times: int | None = None) -> None:
+    """Make `operation` on this boto3 session's SageMaker clients answer error `code`
+    (the first `times` calls, or every call), as AWS would: a quota, a throttle, a denial."""
+    from botocore.awsrequest import AWSResponse
+
+    calls = {"n": 0}
+
+    def answer(**_):
+        calls["n"] += 1
+        if times is not None and calls["n"] > times:
+            return None  # the real call
+        error = {"Code": code, "Message": f"{operation} refused ({code})"}
+        return AWSResponse("", 400, {}, None), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}  # fmt: skip
+
+    session.events.register(f"before-call.sagemaker.{operation}", answer)
+
+
+def named_for(aws, endpoint: str) -> list[str]:
+    """Every endpoint, endpoint config and model that carries the endpoint's name."""
+    sm = aws("sagemaker")
+    found = [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    found += [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]]
+    found += [m["ModelName"] for m in sm.list_models()["Models"]]
+    return [name for name in found if name == endpoint or name.startswith(f"{endpoint}-")]
+
+
+@pytest.fixture
+def in_process_aws(aws_env, monkeypatch):
+    """The scripts' sessions, in this process, on moto; `fail(operation, code, times)`
+    makes calls fail on every session made afterwards."""
+    import scripts.aws
+
+    for name, value in aws_env.items():
+        monkeypatch.setenv(name, value)
+    failures = []
+    real = scripts.aws.boto_session
+
+    def boto_session(region=None):
+        session = real(region)
+        for failure in failures:
+            fail_calls(session, *failure)
+        return session
+
+    monkeypatch.setattr(scripts.aws, "boto_session", boto_session)
+    return lambda operation, code="ResourceLimitExceeded", times=None: failures.append((operation, code, times))  # fmt: skip
+
+
+def deploy_args(endpoint: str) -> list[str]:
+    return ["--model-data", f"s3://{BUCKET}/model.tar.gz", "--image-uri", IMAGE_URI,
+            "--role", ROLE, "--endpoint", endpoint, "--bucket", BUCKET]  # fmt: skip
+
+
+@pytest.mark.parametrize("operation", ["CreateModel", "CreateEndpointConfig", "CreateEndpoint"])
+def test_a_deploy_that_fails_at_any_call_removes_what_it_created(in_process_aws, aws, operation):
+    from scripts import deploy
+
+    endpoint = f"sagevit-fails-at-{operation.lower()}"
+    in_process_aws(operation)
+    with pytest.raises(SystemExit) as failed:
+        deploy.main(deploy_args(endpoint))
+    message = str(failed.value)
+    assert f"{operation} refused" in message and "removed" in message and "\n" not in message
+    assert named_for(aws, endpoint) == []  # the next deploy starts clean
+
+
+def test_a_failed_clean_up_after_a_failed_deploy_prints_the_command(in_process_aws, aws):
+    from scripts import cleanup, deploy
+
+    endpoint = "sagevit-cleanup-denied"
+    in_process_aws("CreateEndpoint")
+    in_process_aws("DeleteEndpointConfig", "AccessDeniedException")
+    with pytest.raises(SystemExit) as failed:
+        deploy.main(deploy_args(endpoint))
+    assert f"make delete-endpoint ENDPOINT={endpoint}" in str(failed.value)
+    assert named_for(aws, endpoint)  # the config and model it could not remove
+    cleanup.delete_endpoint(aws("sagemaker"), endpoint)  # the printed command's work
+    assert named_for(aws, endpoint) == []
+
+
+def test_clean_up_is_idempotent_ordered_and_finds_orphans(in_process_aws, aws):
+    from scripts.cleanup import delete_endpoint
+
+    sm, endpoint = aws("sagemaker"), "sagevit-orphans"
+    image = {"Image": IMAGE_URI, "ModelDataUrl": f"s3://{BUCKET}/model.tar.gz"}
+    for model in (f"{endpoint}-2026-11-29-00-00-00-001", f"{endpoint}-2026-11-29-00-00-00-002"):
+        sm.create_model(ModelName=model, PrimaryContainer=image, ExecutionRoleArn=ROLE)
+    variant = {"VariantName": "AllTraffic", "ModelName": f"{endpoint}-2026-11-29-00-00-00-002",
+               "InitialInstanceCount": 1, "InstanceType": "ml.m5.xlarge"}  # fmt: skip
+    sm.create_endpoint_config(EndpointConfigName=endpoint, ProductionVariants=[variant])
+    # No endpoint: a deploy whose CreateEndpoint failed; model 001: a crash between deletes.
+    deleted = delete_endpoint(sm, endpoint)
+    assert deleted == [f"endpoint config {endpoint}",
+                       f"model {endpoint}-2026-11-29-00-00-00-001",
+                       f"model {endpoint}-2026-11-29-00-00-00-002"]  # fmt: skip
+    assert named_for(aws, endpoint) == []
+    assert delete_endpoint(sm, endpoint) == []  # again: nothing left, no error
+
+
+def test_clean_up_retries_throttling_and_stops_on_other_errors(in_process_aws, aws):
+    from scripts import aws as scripts_aws
+    from scripts.cleanup import delete_endpoint
+
+    sm, endpoint = aws("sagemaker"), "sagevit-throttled"
+    image = {"Image": IMAGE_URI, "ModelDataUrl": f"s3://{BUCKET}/model.tar.gz"}
+    sm.create_model(ModelName=f"{endpoint}-2026-11-29-00-00-00-001", PrimaryContainer=image,
+                    ExecutionRoleArn=ROLE)  # fmt: skip
+    in_process_aws("DeleteModel", "ThrottlingException", times=2)
+    waits = []
+    client = scripts_aws.boto_session().client("sagemaker")
+    assert delete_endpoint(client, endpoint, sleep=waits.append) == [f"model {endpoint}-2026-11-29-00-00-00-001"]  # fmt: skip
+    assert waits == [1.0, 2.0]
+
+    sm.create_model(ModelName=f"{endpoint}-2026-11-29-00-00-00-002", PrimaryContainer=image,
+                    ExecutionRoleArn=ROLE)  # fmt: skip
+    in_process_aws("DeleteModel", "AccessDeniedException")
+    client = scripts_aws.boto_session().client("sagemaker")
+    with pytest.raises(Exception, match="AccessDeniedException"):  # not taken for "gone"
+        delete_endpoint(client, endpoint, sleep=waits.append)
