@@ -36,6 +36,11 @@ HYPERPARAMETERS ?=
 SPOT ?=
 # WAIT=1: stream the job's logs until it ends.
 WAIT ?=
+# make tune: NAME=LOW:HIGH[:log] or NAME=a,b ranges (default: scripts/tune.py), jobs, a parent tuner
+RANGES ?=
+MAX_JOBS ?= 8
+PARALLEL_JOBS ?= 2
+WARM_START ?=
 # deploy: JOB empty = the newest completed sagevit-* job; MODEL_DATA=s3://.../model.tar.gz instead.
 JOB ?=
 MODEL_DATA ?=
@@ -50,7 +55,7 @@ EVAL_DIR ?= build/evaluation
 AWS_ARGS = $(if $(AWS_REGION),--region $(AWS_REGION)) $(if $(BUCKET),--bucket $(BUCKET))
 
 .PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train bench-accuracy bench-decode
-.PHONY: push data train deploy predict delete-endpoint clean
+.PHONY: push data train tune deploy predict delete-endpoint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -133,6 +138,13 @@ train: install ## Launch a SageMaker training job (ROLE=, EPOCHS=, HYPERPARAMETE
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(ROLE),--role $(ROLE)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair)) \
 		$(if $(SPOT),--spot) $(if $(WAIT),--wait)
+
+tune: install ## Launch a hyperparameter tuning job maximising val_accuracy (RANGES=, MAX_JOBS=, PARALLEL_JOBS=, WARM_START=, HYPERPARAMETERS=, WAIT=1)
+	$(PY) -m scripts.tune $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
+		--instance-type $(TRAIN_INSTANCE_TYPE) --max-jobs $(MAX_JOBS) --max-parallel-jobs $(PARALLEL_JOBS) \
+		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(ROLE),--role $(ROLE)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+		$(foreach r,$(RANGES),--range $(r)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair)) \
+		$(if $(WARM_START),--warm-start $(WARM_START)) $(if $(WAIT),--wait)
 
 deploy: install ## Deploy the newest (or JOB=) training job's model to endpoint ENDPOINT
 	$(PY) -m scripts.deploy $(AWS_ARGS) --endpoint $(ENDPOINT) --instance-type $(SERVE_INSTANCE_TYPE) \

@@ -87,6 +87,21 @@ def build_estimator(
     )
 
 
+def default_image_uri(session: Any, repository: str, tag: str) -> str:
+    """This account's ECR image REPOSITORY:TAG (what `make push` pushed)."""
+    return f"{ecr_registry(session.boto_session)}/{repository}:{tag}"
+
+
+def job_channels(bucket: str, train: str | None, validation: str | None) -> dict[str, str]:
+    """The input channels: as given, else where `make data` uploads them ('' drops validation)."""
+    channels = {"train": train or f"s3://{bucket}/{DATA_PREFIX}/train/"}
+    if validation is None:
+        validation = f"s3://{bucket}/{DATA_PREFIX}/validation/"
+    if validation:
+        channels["validation"] = validation
+    return channels
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = script_parser(__doc__)
     add_session_arguments(parser)
@@ -125,9 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     session = sagemaker_session(args.region, args.bucket)
     bucket = session.default_bucket()
-    image_uri = args.image_uri or (
-        f"{ecr_registry(session.boto_session)}/{args.repository}:{args.tag}"
-    )
+    image_uri = args.image_uri or default_image_uri(session, args.repository, args.tag)
     job_name = name_from_base(PROJECT)
     checkpoint = args.checkpoint_s3_uri or (
         f"s3://{bucket}/{PROJECT}/checkpoints/{job_name}" if args.spot else None
@@ -145,12 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint_s3_uri=checkpoint,
         tags=parse_pairs(args.tag_resource, "--tag-resource"),
     )
-    channels = {"train": args.train or f"s3://{bucket}/{DATA_PREFIX}/train/"}
-    validation = (
-        f"s3://{bucket}/{DATA_PREFIX}/validation/" if args.validation is None else args.validation
-    )
-    if validation:
-        channels["validation"] = validation
+    channels = job_channels(bucket, args.train, args.validation)
     log.info("launching %s with %s on %s", job_name, image_uri, args.instance_type)
     estimator.fit(channels, job_name=job_name, wait=args.wait, logs="All" if args.wait else "None")
     region = session.boto_region_name

@@ -456,3 +456,69 @@ def test_clean_up_retries_throttling_and_stops_on_other_errors(in_process_aws, a
     client = scripts_aws.boto_session().client("sagemaker")
     with pytest.raises(Exception, match="AccessDeniedException"):  # not taken for "gone"
         delete_endpoint(client, endpoint, sleep=waits.append)
+
+
+def test_tune_sends_ranges_fixed_strings_and_regexes_that_read_the_trainer(moto, aws_env, tmp_path):
+    from sagevit.training import EpochResult
+
+    recorder(moto[0], "start-recording")
+    stdout = make(
+        aws_env, tmp_path, "tune", f"ROLE={ROLE}", f"BUCKET={BUCKET}", f"IMAGE_URI={IMAGE_URI}",
+        "EPOCHS=5", "RANGES=learning_rate=1e-4:3e-3:log batch_size=32:256 tokenizer=patch,conv",
+        "HYPERPARAMETERS=preset=seed weight_decay=1e-4", "MAX_JOBS=6", "PARALLEL_JOBS=3",
+        "WARM_START=sagevit-parent-tuner",
+    )  # fmt: skip
+    recorder(moto[0], "stop-recording")
+    name = re.search(r"tuning job: (\S+)", stdout).group(1)
+    assert name.startswith("sagevit-")
+    (request,) = [
+        r for r in sent(moto[1], "CreateHyperParameterTuningJob")
+        if r["HyperParameterTuningJobName"] == name
+    ]  # fmt: skip
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "val_accuracy"}  # fmt: skip
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 3}
+    assert config["TrainingJobEarlyStoppingType"] == "Auto"
+    ranges = config["ParameterRanges"]
+    assert ranges["ContinuousParameterRanges"] == [
+        {
+            "Name": "learning_rate",
+            "MinValue": "0.0001",
+            "MaxValue": "0.003",
+            "ScalingType": "Logarithmic",
+        }
+    ]
+    assert ranges["IntegerParameterRanges"] == [
+        {"Name": "batch_size", "MinValue": "32", "MaxValue": "256", "ScalingType": "Linear"}
+    ]
+    assert ranges["CategoricalParameterRanges"] == [{"Name": "tokenizer", "Values": ["patch", "conv"]}]  # fmt: skip
+    assert request["WarmStartConfig"] == {
+        "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "sagevit-parent-tuner"}],
+        "WarmStartType": "IdenticalDataAndAlgorithm",
+    }
+    definition = request["TrainingJobDefinition"]
+    assert definition["AlgorithmSpecification"]["TrainingImage"] == IMAGE_URI
+    assert definition["StaticHyperParameters"] == {"preset": "seed", "weight_decay": "1e-4", "epochs": "5"}  # fmt: skip
+    # The regexes read the trainer's real epoch line, the objective among them.
+    line = EpochResult(3, {"loss": 1.25, "accuracy": 0.55, "val_loss": 1.125, "val_accuracy": 0.6123, "seconds": 40.5}).log_line()  # fmt: skip
+    read = {
+        d["Name"]: float(re.search(d["Regex"], line).group(1))
+        for d in definition["AlgorithmSpecification"]["MetricDefinitions"]
+    }
+    assert read == {"loss": 1.25, "accuracy": 0.55, "val_loss": 1.125, "val_accuracy": 0.6123, "seconds": 40.5}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ranges", "sentence"),
+    [
+        ("learning_rate=nan:1", "need LOW < HIGH, both in (0, 10]"),
+        ("learning_rate=0:1e-3:log", "need LOW < HIGH, both in (0, 10]"),
+        ("num_layers=1:1e9", "need LOW < HIGH, both in [1, 256]"),
+        ("tokenizer=patch,pixels", "tokenizer takes patch, conv"),
+        ("learning_rat=1e-4:1e-3", "no hyperparameter 'learning_rat' to tune"),
+    ],
+)
+def test_tune_refuses_a_bad_range_before_any_aws_call(aws_env, tmp_path, ranges, sentence):
+    nowhere = {**aws_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    result = run_make("tune", f"ROLE={ROLE}", f"RANGES={ranges}", guard_log=tmp_path / "g", env=nowhere)  # fmt: skip
+    assert result.returncode != 0 and sentence in result.stderr, result.stderr[-2000:]
