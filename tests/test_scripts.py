@@ -215,3 +215,28 @@ def test_the_notebooks_model_is_our_seed_architecture():
     notebook = notebook_vit()
     assert notebook.count_params() == ours.count_params() == 142_026
     assert sum(isinstance(layer, keras.layers.MultiHeadAttention) for layer in notebook.layers) == 4
+
+
+def test_tune_prints_the_best_jobs_as_sagemaker_ranks_them():
+    import boto3
+    from botocore.stub import Stubber
+
+    from scripts.tune import best_jobs, format_table
+
+    client = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")  # fmt: skip
+    summary = {"TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/x", "CreationTime": 0}
+    answer = {"TrainingJobSummaries": [
+        {**summary, "TrainingJobName": "sagevit-t-001", "TrainingJobStatus": "Completed",
+         "TunedHyperParameters": {"learning_rate": "0.0012"},
+         "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "val_accuracy", "Value": 0.71}},
+        {**summary, "TrainingJobName": "sagevit-t-002", "TrainingJobStatus": "Stopped",
+         "TunedHyperParameters": {"learning_rate": "0.0001"}},
+    ]}  # fmt: skip
+    expected = {"HyperParameterTuningJobName": "sagevit-t", "SortBy": "FinalObjectiveMetricValue",
+                "SortOrder": "Descending", "MaxResults": 5}  # fmt: skip
+    with Stubber(client) as stub:
+        stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job", answer, expected)
+        rows = best_jobs(client, "sagevit-t")
+    assert [(r["job"], r["val_accuracy"]) for r in rows] == [("sagevit-t-001", 0.71), ("sagevit-t-002", None)]  # fmt: skip
+    table = format_table(rows).splitlines()
+    assert "0.7100" in table[1] and "learning_rate=0.0012" in table[1] and table[2].split()[2] == "-"  # fmt: skip
