@@ -47,6 +47,9 @@ MODEL_DATA ?=
 ENDPOINT ?= sagevit
 SERVE_INSTANCE_TYPE ?= ml.m5.xlarge
 SERVE_INSTANCE_COUNT ?= 1
+# make deploy: a serverless endpoint of this much memory, or an async one answering to this S3 prefix
+SERVERLESS ?=
+ASYNC ?=
 # predict: TEST_DATA is the npz `make data` wrote; URL=http://127.0.0.1:8080 evaluates serve-local.
 DATA_DIR ?= build/data
 TEST_DATA ?= $(DATA_DIR)/testing.npz
@@ -146,9 +149,10 @@ tune: install ## Launch a hyperparameter tuning job maximising val_accuracy (RAN
 		$(foreach r,$(RANGES),--range $(r)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair)) \
 		$(if $(WARM_START),--warm-start $(WARM_START)) $(if $(WAIT),--wait)
 
-deploy: install ## Deploy the newest (or JOB=) training job's model to endpoint ENDPOINT
-	$(PY) -m scripts.deploy $(AWS_ARGS) --endpoint $(ENDPOINT) --instance-type $(SERVE_INSTANCE_TYPE) \
-		--instance-count $(SERVE_INSTANCE_COUNT) $(if $(JOB),--job $(JOB)) $(if $(ROLE),--role $(ROLE)) \
+deploy: install ## Deploy the newest (or JOB=) training job's model to endpoint ENDPOINT (SERVERLESS=memory_mb or ASYNC=s3://output for those kinds)
+	$(PY) -m scripts.deploy $(AWS_ARGS) --endpoint $(ENDPOINT) $(if $(JOB),--job $(JOB)) $(if $(ROLE),--role $(ROLE)) \
+		$(if $(SERVERLESS),--serverless $(SERVERLESS),--instance-type $(SERVE_INSTANCE_TYPE) --instance-count $(SERVE_INSTANCE_COUNT)) \
+		$(if $(ASYNC),--async-output $(ASYNC)) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(MODEL_DATA),--model-data $(MODEL_DATA))
 
 predict: install ## Evaluate ENDPOINT (or URL=) on TEST_DATA: accuracy, confusion matrix PNG, per-class table

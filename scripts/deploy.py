@@ -5,7 +5,9 @@
 
 With --job (or neither: the newest completed `sagevit-*` job) the model
 artifact, image and role come from the job. SageMaker starts the container with
-`serve`; the environment below sizes gunicorn for the instance.
+`serve`. A real-time endpoint by default; `--serverless MEMORY_MB` or
+`--async-output s3://...` make the others, with the server's limits set to the
+mode's (scripts/endpoint_modes.py).
 """
 
 from __future__ import annotations
@@ -28,14 +30,15 @@ from scripts.aws import (
     script_parser,
 )
 from scripts.cleanup import delete_endpoint
+from scripts.endpoint_modes import (
+    Mode,
+    asynchronous,
+    check_serverless_image,
+    realtime,
+    serverless,
+)
 
 log = logging.getLogger("deploy")
-
-# The server's settings (serve/sagevit_serve/settings.py), set to SageMaker's limits.
-SERVING_ENVIRONMENT = {
-    "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60",  # seconds: SageMaker drops a request at 60
-    "SAGEMAKER_MAX_PAYLOAD_IN_MB": "6",  # real-time invocations carry at most 6 MB
-}
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,12 @@ def deploy(
     role: str,
     session: Any,
     endpoint_name: str,
-    instance_type: str,
-    instance_count: int = 1,
+    mode: Mode,
     environment: dict[str, str] | None = None,
     wait: bool = True,
 ) -> None:
-    """Create the model, its endpoint config and the endpoint (all named `endpoint_name`-...)."""
+    """Create the model, its endpoint config and the endpoint, in `mode`: the model is named
+    `endpoint_name`-<timestamp>, the config after the endpoint."""
     from sagemaker.model import Model
     from sagemaker.utils import name_from_base
 
@@ -74,17 +77,30 @@ def deploy(
         image_uri=source.image_uri,
         model_data=source.model_data,
         role=role,
-        env={**SERVING_ENVIRONMENT, **(environment or {})},
+        env={**mode.environment, **(environment or {})},
         name=name_from_base(endpoint_name),
         sagemaker_session=session,
     )
     model.deploy(
-        initial_instance_count=instance_count,
-        instance_type=instance_type,
         endpoint_name=endpoint_name,
         tags=[{"Key": "project", "Value": PROJECT}],
         wait=wait,
+        **mode.sdk_kwargs(),
     )
+
+
+def choose_mode(args: Any) -> Mode:
+    """Real-time, serverless or async, from the flags; SystemExit for a mix or a bad value."""
+    if args.serverless is not None and args.async_output:
+        raise SystemExit("choose one of SERVERLESS= and ASYNC=")
+    if args.serverless is not None:
+        if args.instance_type:
+            raise SystemExit("a serverless endpoint has no instance type (and no GPU): drop it")
+        return serverless(args.serverless, args.max_concurrency)
+    instance_type = args.instance_type or "ml.m5.xlarge"
+    if args.async_output:
+        return asynchronous(args.async_output, instance_type, args.instance_count)
+    return realtime(instance_type, args.instance_count)
 
 
 def undo_failed_deploy(client: Any, endpoint_name: str, error: Exception) -> str:
@@ -111,14 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image-uri", help="serving image (default: the job's)")
     parser.add_argument("--role", help="execution role ARN (default: the job's)")
     parser.add_argument("--endpoint", default=PROJECT, help="endpoint name")
-    parser.add_argument("--instance-type", default="ml.m5.xlarge", help="4 vCPUs, no GPU")
+    parser.add_argument("--instance-type", help="default ml.m5.xlarge: 4 vCPUs, no GPU")
     parser.add_argument("--instance-count", type=int, default=1)
+    parser.add_argument("--serverless", type=int, metavar="MEMORY_MB", help="a serverless endpoint")
+    parser.add_argument("--max-concurrency", type=int, default=5, help="serverless: invocations at once")  # fmt: skip
+    parser.add_argument("--async-output", metavar="S3_URI", help="an async endpoint answering there")  # fmt: skip
     parser.add_argument(
         "--env", action="append", metavar="KEY=VALUE", help="more server settings (repeatable)"
     )
     parser.add_argument("--no-wait", action="store_true", help="return before it is InService")
     args = parser.parse_args(argv)
 
+    mode = choose_mode(args)
     session = sagemaker_session(args.region, args.bucket)
     client = session.sagemaker_client
     if describe_endpoint(client, args.endpoint) is not None:
@@ -136,10 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             source = ModelSource(source.model_data, args.image_uri, source.role)
         log.info("deploying the model of training job %s", job)
     role = args.role or source.role or resolve_role(None, session)
+    if mode.name == "serverless":
+        check_serverless_image(session, source.image_uri)
     environment = parse_pairs(args.env, "--env")
+    log.info("deploying a %s endpoint %s", mode.name, args.endpoint)
     try:
-        deploy(source, role, session, args.endpoint, args.instance_type, args.instance_count,
-               environment, wait=not args.no_wait)  # fmt: skip
+        deploy(source, role, session, args.endpoint, mode, environment, wait=not args.no_wait)
     except Exception as error:
         raise SystemExit(undo_failed_deploy(client, args.endpoint, error)) from None
     print(f"endpoint: {args.endpoint}")

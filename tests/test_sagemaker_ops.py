@@ -522,3 +522,53 @@ def test_tune_refuses_a_bad_range_before_any_aws_call(aws_env, tmp_path, ranges,
     nowhere = {**aws_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
     result = run_make("tune", f"ROLE={ROLE}", f"RANGES={ranges}", guard_log=tmp_path / "g", env=nowhere)  # fmt: skip
     assert result.returncode != 0 and sentence in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("setting", "config_field", "expected", "limits"),
+    [
+        (
+            "SERVERLESS=4096",
+            "ServerlessConfig",
+            {"MemorySizeInMB": 4096, "MaxConcurrency": 5},
+            ("60", "4"),
+        ),  # fmt: skip
+        (
+            f"ASYNC=s3://{BUCKET}/async-answers",
+            "AsyncInferenceConfig",
+            {
+                "OutputConfig": {
+                    "S3OutputPath": f"s3://{BUCKET}/async-answers",
+                    "S3FailurePath": f"s3://{BUCKET}/async-answers/failures",
+                }
+            },  # fmt: skip
+            ("3600", "100"),
+        ),  # fmt: skip
+    ],
+)
+def test_deploy_makes_serverless_and_async_endpoints_with_their_limits(
+    moto, aws_env, aws, tmp_path, setting, config_field, expected, limits
+):
+    endpoint = f"sagevit-{config_field.lower()}"
+    recorder(moto[0], "start-recording")
+    make(aws_env, tmp_path, "deploy", f"IMAGE_URI={IMAGE_URI}", f"ROLE={ROLE}", f"ENDPOINT={endpoint}",
+         f"MODEL_DATA=s3://{BUCKET}/model.tar.gz", setting)  # fmt: skip
+    recorder(moto[0], "stop-recording")
+    (config,) = [c for c in sent(moto[1], "CreateEndpointConfig") if c["EndpointConfigName"] == endpoint]  # fmt: skip
+    variant_or_config = config["ProductionVariants"][0] if config_field == "ServerlessConfig" else config  # fmt: skip
+    assert {k: variant_or_config[config_field][k] for k in expected} == expected
+    if config_field == "ServerlessConfig":
+        assert "InstanceType" not in config["ProductionVariants"][0]  # no instance, no GPU
+    (model,) = [
+        m for m in sent(moto[1], "CreateModel") if m["ModelName"].startswith(f"{endpoint}-")
+    ]
+    environment = model["PrimaryContainer"]["Environment"]
+    assert (environment["SAGEMAKER_MODEL_SERVER_TIMEOUT"], environment["SAGEMAKER_MAX_PAYLOAD_IN_MB"]) == limits  # fmt: skip
+    make(aws_env, tmp_path, "delete-endpoint", f"ENDPOINT={endpoint}")
+    assert named_for(aws, endpoint) == []
+
+
+def test_deploy_refuses_an_impossible_serverless_size_before_any_aws_call(aws_env, tmp_path):
+    nowhere = {**aws_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    result = run_make("deploy", f"ROLE={ROLE}", "SERVERLESS=8192", guard_log=tmp_path / "g", env=nowhere)  # fmt: skip
+    assert result.returncode != 0 and "serverless memory is one of 1024" in result.stderr

@@ -240,3 +240,54 @@ def test_tune_prints_the_best_jobs_as_sagemaker_ranks_them():
     assert [(r["job"], r["val_accuracy"]) for r in rows] == [("sagevit-t-001", 0.71), ("sagevit-t-002", None)]  # fmt: skip
     table = format_table(rows).splitlines()
     assert "0.7100" in table[1] and "learning_rate=0.0012" in table[1] and table[2].split()[2] == "-"  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("mode", "payload", "timeout"),
+    [("realtime", 6, 60), ("serverless", 4, 60), ("asynchronous", 100, 3600)],
+)
+def test_each_endpoint_mode_sets_limits_the_server_and_nginx_follow(tmp_path, mode, payload, timeout):  # fmt: skip
+    from sagevit_serve.nginx import render
+    from sagevit_serve.settings import from_environ
+    from scripts import endpoint_modes
+
+    make = getattr(endpoint_modes, mode)
+    chosen = {
+        "realtime": lambda: make("ml.m5.xlarge", 1),
+        "serverless": lambda: make(4096),
+        "asynchronous": lambda: make("s3://bucket/answers", "ml.m5.xlarge", 1),
+    }[mode]()
+    settings = from_environ(chosen.environment, cpus=2, gpu_files=[])
+    assert (settings.max_payload_mb, settings.timeout) == (payload, timeout)
+    conf = render(settings, tmp_path, tmp_path / "gunicorn.sock")
+    assert f"client_max_body_size {payload}m;" in conf and f"proxy_read_timeout {timeout}s;" in conf
+
+
+def test_serverless_limits_are_checked_before_any_aws_call():
+    from scripts.endpoint_modes import serverless
+
+    with pytest.raises(SystemExit, match="serverless memory is one of 1024, 2048"):
+        serverless(8192)
+    with pytest.raises(SystemExit, match="one of 1024"):
+        serverless(1500)
+    assert serverless(6144).serverless == {"memory_size_in_mb": 6144, "max_concurrency": 5}
+
+
+def test_a_serverless_image_over_10_gb_is_refused():
+    from types import SimpleNamespace
+
+    import boto3
+    from botocore.stub import Stubber
+
+    from scripts.endpoint_modes import check_serverless_image
+
+    ecr = boto3.client("ecr", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")  # fmt: skip
+    session = SimpleNamespace(boto_session=SimpleNamespace(client=lambda *_, **__: ecr))
+    uri = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagevit:big"
+    with Stubber(ecr) as stub:
+        stub.add_response("describe_images", {"imageDetails": [{"imageSizeInBytes": 11 * 1024**3}]},
+                          {"repositoryName": "sagevit", "imageIds": [{"imageTag": "big"}]})  # fmt: skip
+        with pytest.raises(SystemExit, match=r"11\.0 GB; serverless endpoints take at most 10 GB"):
+            check_serverless_image(session, uri)
+        stub.add_response("describe_images", {"imageDetails": [{"imageSizeInBytes": 4 * 1024**3}]})
+        check_serverless_image(session, uri)  # 4 GB: fine
