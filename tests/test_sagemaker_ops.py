@@ -532,7 +532,7 @@ def test_tune_refuses_a_bad_range_before_any_aws_call(aws_env, tmp_path, ranges,
             "ServerlessConfig",
             {"MemorySizeInMB": 4096, "MaxConcurrency": 5},
             ("60", "4"),
-        ),  # fmt: skip
+        ),
         (
             f"ASYNC=s3://{BUCKET}/async-answers",
             "AsyncInferenceConfig",
@@ -541,9 +541,9 @@ def test_tune_refuses_a_bad_range_before_any_aws_call(aws_env, tmp_path, ranges,
                     "S3OutputPath": f"s3://{BUCKET}/async-answers",
                     "S3FailurePath": f"s3://{BUCKET}/async-answers/failures",
                 }
-            },  # fmt: skip
+            },
             ("3600", "100"),
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_deploy_makes_serverless_and_async_endpoints_with_their_limits(
