@@ -50,6 +50,10 @@ SERVE_INSTANCE_COUNT ?= 1
 # make deploy: a serverless endpoint of this much memory, or an async one answering to this S3 prefix
 SERVERLESS ?=
 ASYNC ?=
+# make transform: an S3 prefix of images, npy arrays or jsonlines records, and its kind
+INPUT ?=
+KIND ?= images
+OUTPUT ?=
 # predict: TEST_DATA is the npz `make data` wrote; URL=http://127.0.0.1:8080 evaluates serve-local.
 DATA_DIR ?= build/data
 TEST_DATA ?= $(DATA_DIR)/testing.npz
@@ -58,7 +62,7 @@ EVAL_DIR ?= build/evaluation
 AWS_ARGS = $(if $(AWS_REGION),--region $(AWS_REGION)) $(if $(BUCKET),--bucket $(BUCKET))
 
 .PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train bench-accuracy bench-decode
-.PHONY: push data train tune deploy predict delete-endpoint clean
+.PHONY: push data train tune deploy transform predict delete-endpoint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -154,6 +158,11 @@ deploy: install ## Deploy the newest (or JOB=) training job's model to endpoint 
 		$(if $(SERVERLESS),--serverless $(SERVERLESS),--instance-type $(SERVE_INSTANCE_TYPE) --instance-count $(SERVE_INSTANCE_COUNT)) \
 		$(if $(ASYNC),--async-output $(ASYNC)) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(MODEL_DATA),--model-data $(MODEL_DATA))
+
+transform: install ## Batch-transform the S3 prefix INPUT (KIND=images|npy|jsonlines) with the newest (or JOB=) model; WAIT=1 collects build/transform/predictions.csv
+	$(PY) -m scripts.transform $(AWS_ARGS) --input $(INPUT) --kind $(KIND) --instance-type $(SERVE_INSTANCE_TYPE) \
+		$(if $(OUTPUT),--output $(OUTPUT)) $(if $(JOB),--job $(JOB)) $(if $(ROLE),--role $(ROLE)) \
+		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(MODEL_DATA),--model-data $(MODEL_DATA)) $(if $(WAIT),--wait)
 
 predict: install ## Evaluate ENDPOINT (or URL=) on TEST_DATA: accuracy, confusion matrix PNG, per-class table
 	$(PY) -m scripts.evaluate --data $(TEST_DATA) --out $(EVAL_DIR) \

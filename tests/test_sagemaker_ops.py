@@ -572,3 +572,80 @@ def test_deploy_refuses_an_impossible_serverless_size_before_any_aws_call(aws_en
     nowhere = {**aws_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
     result = run_make("deploy", f"ROLE={ROLE}", "SERVERLESS=8192", guard_log=tmp_path / "g", env=nowhere)  # fmt: skip
     assert result.returncode != 0 and "serverless memory is one of 1024" in result.stderr
+
+
+# ---- Batch transform: the request on the local AWS API, and the served container fed as
+# SageMaker feeds it.
+
+
+def test_transform_sends_what_the_server_needs_for_each_kind(moto, aws_env, tmp_path):
+    recorder(moto[0], "start-recording")
+    stdout = make(aws_env, tmp_path, "transform", f"INPUT=s3://{BUCKET}/records/", "KIND=jsonlines",
+                  f"MODEL_DATA=s3://{BUCKET}/model.tar.gz", f"IMAGE_URI={IMAGE_URI}", f"ROLE={ROLE}")  # fmt: skip
+    recorder(moto[0], "stop-recording")
+    name = re.search(r"transform job: (\S+)", stdout).group(1)
+    (job,) = [j for j in sent(moto[1], "CreateTransformJob") if j["TransformJobName"] == name]
+    assert job["BatchStrategy"] == "MultiRecord" and job["MaxPayloadInMB"] == 6
+    assert "MaxConcurrentTransforms" not in job  # SageMaker asks /execution-parameters
+    assert job["TransformInput"]["SplitType"] == "Line"
+    assert job["TransformInput"]["ContentType"] == "application/jsonlines"
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/records/"
+    assert job["TransformOutput"]["AssembleWith"] == "Line"
+    assert job["TransformOutput"]["Accept"] == "application/jsonlines"
+    (model,) = [m for m in sent(moto[1], "CreateModel") if m["ModelName"] == job["ModelName"]]
+    assert model["PrimaryContainer"]["Environment"]["SAGEMAKER_MAX_PAYLOAD_IN_MB"] == "6"
+
+
+def test_transform_end_to_end_against_the_served_container(toolkit_run, aws, tmp_path):
+    """Replay what batch transform sends (one image per request; jsonlines lines joined into
+    one MultiRecord body) to the real server, store its answers as SageMaker would, and
+    collect them into the predictions file."""
+    import csv
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    from sagevit_serve.predictor import Predictor
+    from scripts.server_process import request, start_server, stop_server
+    from scripts.transform import class_names_of, collect
+
+    model_dir = toolkit_run[0] / "model"
+    s3 = aws("s3")
+    if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:  # run alone
+        s3.create_bucket(Bucket=BUCKET)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        tar.add(model_dir, arcname=".")
+    s3.put_object(Bucket=BUCKET, Key="e2e/model.tar.gz", Body=archive.getvalue())
+    images = np.random.default_rng(3).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    port = free_port()
+    server = start_server(model_dir, port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_ready(base, timeout=120, process=server)
+        limits = json.loads(urllib.request.urlopen(f"{base}/execution-parameters").read())
+        assert limits["MaxPayloadInMB"] == 6  # what make transform sends as MaxPayloadInMB
+        for i, image in enumerate(images[:2]):  # images: SplitType None, SingleRecord
+            png = io.BytesIO()
+            Image.fromarray(image).save(png, format="PNG")
+            status, body = request(f"{base}/invocations", png.getvalue(), "application/x-image")
+            assert status == 200
+            s3.put_object(Bucket=BUCKET, Key=f"e2e/out-images/{i}.png.out", Body=body)
+        lines = "\n".join(json.dumps(image.tolist()) for image in images).encode()  # one body
+        status, body = request(f"{base}/invocations", lines, "application/jsonlines",
+                               headers={"Accept": "application/jsonlines"})  # fmt: skip
+        assert status == 200
+        s3.put_object(Bucket=BUCKET, Key="e2e/out-lines/records.jsonl.out", Body=body)
+    finally:
+        stop_server(server)
+
+    names = class_names_of(s3, f"s3://{BUCKET}/e2e/model.tar.gz")
+    expected = Predictor.load(model_dir).predict(images.astype(np.float32))
+    for kind, prefix, count in (("images", "out-images", 2), ("jsonlines", "out-lines", 4)):
+        out = tmp_path / f"{kind}.csv"
+        assert collect(s3, f"s3://{BUCKET}/e2e/{prefix}", kind, names, out) == count
+        rows = list(csv.DictReader(out.open()))
+        assert [row["class"] for row in rows] == [names[i] for i in expected[:count].argmax(axis=1)]
+        got = np.array([[float(row[name]) for name in names] for row in rows])
+        np.testing.assert_allclose(got, expected[:count], atol=1e-4)
