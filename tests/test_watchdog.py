@@ -27,8 +27,8 @@ def test_a_stall_calls_on_stall_with_the_reason():
     assert time.monotonic() - started > 0.2
     assert len(messages) == 1
     assert re.fullmatch(
-        r"no training step finished in \d+ s \(--stall-timeout 0\.2\): a worker is stuck;"
-        r" failing the job",
+        r"no training step finished in \d+ s, nor any data read \(--stall-timeout 0\.2\):"
+        r" a worker is stuck; failing the job",
         messages[0],
     )
 
