@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import socket
 import sys
 from collections.abc import Sequence
@@ -68,7 +69,10 @@ def get_data(data: str | None, workdir: Path) -> tuple[Path, str]:
 
 
 def train(image: str, channel: Path, opt_ml: Path, hyperparameters: dict) -> Path:
-    """`docker run IMAGE train` with `opt_ml` laid out as SageMaker's /opt/ml."""
+    """`docker run IMAGE train` with `opt_ml` laid out as SageMaker's /opt/ml: afresh, as
+    for every SageMaker job, so no model, output or checkpoint of an earlier run (which
+    the trainer would resume from, or refuse if the model changed) is left in it."""
+    shutil.rmtree(opt_ml, ignore_errors=True)
     write_training_layout(
         opt_ml, hyperparameters, {"train": channel, "validation": channel}, host=TRAINING_HOST
     )
