@@ -291,3 +291,17 @@ def test_a_serverless_image_over_10_gb_is_refused():
             check_serverless_image(session, uri)
         stub.add_response("describe_images", {"imageDetails": [{"imageSizeInBytes": 4 * 1024**3}]})
         check_serverless_image(session, uri)  # 4 GB: fine
+
+
+def test_the_demo_lays_out_opt_ml_afresh_for_every_run(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from scripts import demo
+
+    stale = tmp_path / "opt_ml" / "checkpoints" / "ckpt-0004-000000.npz"  # an earlier run's
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"a finished run, or another model's")
+    monkeypatch.setattr(demo, "run_training", lambda image, opt_ml: SimpleNamespace(returncode=0))
+    demo.train("sagevit:test", write_channel(tmp_path / "data"), tmp_path / "opt_ml", {"epochs": 1})
+    assert not stale.exists()
+    assert (tmp_path / "opt_ml" / "input" / "config" / "hyperparameters.json").is_file()
