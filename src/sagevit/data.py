@@ -24,6 +24,7 @@ from sagevit import images
 from sagevit.augment import crop_flip, mixup
 from sagevit.config import CHOICES, Hyperparameters
 from sagevit.npz import NpzError, read_npz
+from sagevit.watchdog import no_beat
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
-
-
-def _nothing() -> None:
-    """The default `beat`: no heartbeat to give."""
 
 
 class DataError(ValueError):
@@ -133,7 +130,7 @@ def find_channel_file(channel_dir: str | Path, preferred: str, channel: str) -> 
 
 
 def load_split(
-    path: str | Path, image_size: int, num_classes: int, beat: Callable[[], None] = _nothing
+    path: str | Path, image_size: int, num_classes: int, beat: Callable[[], None] = no_beat
 ) -> Split:
     """Load and check one npz file; raise DataError naming the first problem found."""
     path = Path(path)
@@ -190,7 +187,7 @@ IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG, PNG
 
 
 def load_image_folder(
-    folder: Path, image_size: int, num_classes: int, beat: Callable[[], None] = _nothing
+    folder: Path, image_size: int, num_classes: int, beat: Callable[[], None] = no_beat
 ) -> Split:
     """A `<class>/<image>.jpg|png` tree: class names are the sorted folder names.
 
@@ -232,7 +229,7 @@ def load_channel(
     channel: str,
     image_size: int,
     num_classes: int,
-    beat: Callable[[], None] = _nothing,
+    beat: Callable[[], None] = no_beat,
 ) -> Split:
     """A channel's examples: its npz file, or, if it holds none, its class folders.
     `beat()` runs as loading makes progress (a watchdog's heartbeat)."""

@@ -19,13 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sagevit.watchdog import no_beat
+
 
 class NpzError(ValueError):
     """The file is not a readable .npz; the message is one sentence that names it."""
-
-
-def _nothing() -> None:
-    """The default `beat`: no heartbeat to give."""
 
 
 def require_regular_file(path: Path) -> None:
@@ -36,7 +34,7 @@ def require_regular_file(path: Path) -> None:
         raise NpzError(f"{path} is not a regular file")
 
 
-def read_npz(path: Path, beat: Callable[[], None] = _nothing) -> dict[str, np.ndarray]:
+def read_npz(path: Path, beat: Callable[[], None] = no_beat) -> dict[str, np.ndarray]:
     """Every array in the .npz at `path`, by name; `beat()` after each one is read.
     FileNotFoundError if there is no such file; NpzError for anything else wrong."""
     require_regular_file(path)

@@ -19,12 +19,9 @@ import tensorflow as tf
 from sagevit.checkpoints import Progress
 from sagevit.distribute import all_agree
 from sagevit.epoch_log import format_line
+from sagevit.watchdog import no_beat
 
 log = logging.getLogger(__name__)
-
-
-def _nothing() -> None:
-    """The default `on_call`: no heartbeat to give."""
 
 
 @dataclass
@@ -149,7 +146,7 @@ class Trainer:
         progress: keras.utils.Progbar | None = None,
         state: Progress | None = None,
         should_stop: Callable[[], bool] | None = None,
-        on_call: Callable[[], None] = _nothing,
+        on_call: Callable[[], None] = no_beat,
     ) -> tuple[list[float], int, bool]:
         """Train for `steps` steps of the iterator (None: until it runs dry).
 
@@ -182,7 +179,7 @@ class Trainer:
         return sums, done_steps, False
 
     def _evaluate(
-        self, dataset: tf.data.Dataset, on_call: Callable[[], None] = _nothing
+        self, dataset: tf.data.Dataset, on_call: Callable[[], None] = no_beat
     ) -> list[float]:
         """[loss sum, correct, count] over a plain dataset (a fresh iterator a pass)."""
         sums = [tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)]
@@ -206,7 +203,7 @@ class Trainer:
         start: Progress | None = None,
         checkpoint: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
-        on_call: Callable[[], None] = _nothing,
+        on_call: Callable[[], None] = no_beat,
     ) -> list[EpochResult]:
         """Train until `epochs`, logging one `epoch=N ...` line after each.
 

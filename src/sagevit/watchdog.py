@@ -23,6 +23,10 @@ from types import TracebackType
 log = logging.getLogger(__name__)
 
 
+def no_beat() -> None:
+    """The default heartbeat of code that can be watched: nothing to tell."""
+
+
 def exit_stalled(message: str) -> None:
     """Log why and where every thread was, then end the process with status 1."""
     try:
