@@ -305,3 +305,13 @@ def test_the_demo_lays_out_opt_ml_afresh_for_every_run(tmp_path, monkeypatch):
     demo.train("sagevit:test", write_channel(tmp_path / "data"), tmp_path / "opt_ml", {"epochs": 1})
     assert not stale.exists()
     assert (tmp_path / "opt_ml" / "input" / "config" / "hyperparameters.json").is_file()
+
+
+def test_async_and_transform_refuse_a_destination_that_is_not_s3():
+    from scripts.endpoint_modes import asynchronous
+    from scripts.transform import main as transform
+
+    with pytest.raises(SystemExit, match="give the S3 prefix answers go to"):
+        asynchronous("/tmp/answers", "ml.m5.xlarge", 1)
+    with pytest.raises(SystemExit, match="give an S3 prefix"):
+        transform(["--input", "/tmp/images"])  # before any session is made
