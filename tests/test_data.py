@@ -66,11 +66,7 @@ def test_several_npz_without_the_preferred_name_is_ambiguous(tmp_path):
 @pytest.mark.parametrize(
     ("image", "label", "message"),
     [
-        (
-            good_images(size=28),
-            np.zeros(4, int),
-            r"shape \(4, 28, 28, 3\), expected \(N, 32, 32, 3\)",
-        ),
+        (np.zeros((4, 0, 32, 3), np.uint8), np.zeros(4, int), r"expected \(N, height, width, 3\)"),
         (np.zeros((4, 32, 32), np.uint8), np.zeros(4, int), r"shape \(4, 32, 32\)"),
         (np.zeros((4, 32, 32, 1), np.uint8), np.zeros(4, int), r"shape \(4, 32, 32, 1\)"),
         (good_images().astype(np.float32), np.zeros(4, int), "dtype float32, expected uint8"),
@@ -287,3 +283,21 @@ def test_a_channel_read_that_hangs_is_caught_by_the_watchdog(channel, tmp_path, 
         run(hp, channel, tmp_path / "model", on_stall=on_stall)
     assert messages and "no training step finished in" in messages[0]
     assert "nor any data read" in messages[0]
+
+
+def test_npz_images_of_another_size_are_resized_in_the_pipeline(tmp_path):
+    """32x32 arrays for a 64x64 model stay 32x32 in memory; batches come out at 64,
+    augmented first (at the small size), then resized."""
+    colours = np.zeros((4, 32, 32, 3), np.uint8)
+    colours[:, :, :, 0] = np.array([10, 60, 110, 160], np.uint8)[:, None, None]
+    path = save(tmp_path / "training.npz", colours, np.arange(4) % 2)
+    split = load_split(path, image_size=64, num_classes=2)
+    assert split.resized and split.images.shape == (4, 32, 32, 3)
+    for augment in ("none", "crop_flip"):
+        batches = make_dataset(split, 4, training=True, num_classes=2, augment=augment)
+        images, _ = next(iter(batches))
+        assert images.shape == (4, 64, 64, 3)
+        # One colour an image: resizing a flat image keeps it flat.
+        assert sorted(images.numpy()[:, 5, 7, 0].round().tolist()) == [10, 60, 110, 160]
+    same = load_split(save(tmp_path / "same.npz", colours, np.zeros(4, int)), 32, 2)
+    assert not same.resized

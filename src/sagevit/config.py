@@ -3,7 +3,8 @@
 The field defaults are the project's default recipe. `--preset seed` swaps in
 the AWS sample notebook this project grew from (a post-norm ViT with patch
 tokens and a class token, AdamW at a constant 3e-4, no augmentation: about 60%
-on CIFAR-10 after 50 epochs); explicit flags still override a preset. Every
+on CIFAR-10 after 50 epochs); `--preset vit-ti16|vit-s16|vit-b16` the published
+ViTs at 224x224 with a fine-tuning recipe. Explicit flags still override a preset. Every
 field can be set as `--kebab-case` or `--snake_case`, which is how the SageMaker
 toolkit and SDK pass hyperparameters (`--batch-size 256`, values always strings).
 """
@@ -42,10 +43,11 @@ def parse_switch(text: str) -> str:
 
 # The choices of the string-valued fields.
 CHOICES = {
-    "preset": ("default", "seed"),
+    "preset": ("default", "seed", "vit-ti16", "vit-s16", "vit-b16"),
     "tokenizer": ("patch", "conv"),
     "pooling": ("class_token", "sequence"),
     "norm": ("pre", "post"),
+    "pixel_scale": ("unit", "symmetric", "imagenet"),
     "augment": ("none", "crop_flip"),
     "schedule": ("cosine", "constant"),
     "jit_compile": ("auto", "true", "false"),
@@ -65,6 +67,7 @@ BOUNDS = {
     "num_classes": "[2, 100000]",
     "stochastic_depth": "[0, 1)",
     "learning_rate": "(0, 10]",
+    "layer_decay": "(0, 1]",
     "weight_decay": "[0, 10]",
     "batch_size": "[1, 1048576]",
     "epochs": "[1, 1000000]",
@@ -90,6 +93,9 @@ def within(value: float, interval: str) -> bool:
     return above and below
 
 
+# How --pretrained names a model on the Hugging Face Hub (timm's spelling).
+HUB_PREFIX = "hf-hub:"
+
 # Fields parsed by something other than their type's parser.
 SWITCHES = ("jit_compile",)
 
@@ -112,6 +118,20 @@ class Hyperparameters:
     pooling: str = _field("sequence", "class_token (ViT) or sequence (attention-weighted mean)")
     norm: str = _field("pre", "pre (LayerNorm before each branch) or post (after, the seed's)")
     stochastic_depth: float = _field(0.1, "drop rate of the last block's branches (less before)")
+    pixel_scale: str = _field(
+        "unit",
+        "input scaling: unit (0-1), symmetric (-1 to 1: Google's and timm's ViTs),"
+        " imagenet (ImageNet mean and std: DeiT); a pretrained model needs its own",
+    )
+    # Fine-tuning (docs/finetuning.md): weights come from the `pretrained` channel
+    pretrained: str = _field(
+        "",
+        "without a pretrained channel, download this hub handle (hf-hub:ORG/NAME; needs internet)",
+    )
+    freeze_backbone: bool = _field(False, "train only the new head (linear probe)")
+    layer_decay: float = _field(
+        1.0, "layer-wise learning-rate decay: block i of L learns at rate x decay^(L-i); 1: off"
+    )
     # Optimisation: AdamW, linear warmup then cosine decay
     learning_rate: float = _field(1e-3, "AdamW peak learning rate")
     weight_decay: float = _field(
@@ -163,11 +183,17 @@ class Hyperparameters:
                 raise ConfigError(
                     f"--{_flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
                 )
+        if self.pretrained and not self.pretrained.startswith(HUB_PREFIX):
+            raise ConfigError(
+                f"--pretrained must be a hub handle {HUB_PREFIX}ORG/NAME, got {self.pretrained!r}"
+                " (weights in a folder or on S3 go in the pretrained channel)"
+            )
 
     def model_kwargs(self) -> dict[str, Any]:
         """The arguments `build_vit` takes."""
         names = ("image_size", "patch_size", "num_layers", "d_model", "num_heads", "mlp_dim")
         names += ("num_classes", "dropout", "tokenizer", "pooling", "stochastic_depth")
+        names += ("pixel_scale",)
         return {name: getattr(self, name) for name in names} | {"norm_first": self.norm == "pre"}
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,6 +221,34 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mixup": 0.0,
     },
 }
+
+# Fine-tuning a pretrained ViT at 224x224 (docs/finetuning.md). The architectures are the
+# published ones (Dosovitskiy et al. 2021; Touvron et al. 2021 for Ti and S): pre-norm,
+# 16x16 patches, a class token, inputs scaled to [-1, 1] as Google's and timm's
+# checkpoints expect. The recipe: AdamW at a tenth of the from-scratch rate, one epoch
+# of warmup, then cosine; the head is replaced. Run:
+#   sagevit-train --preset vit-b16 --pretrained-dir W --train D --model-dir M
+# Published CIFAR-10 top-1 after fine-tuning ImageNet-21k weights: ViT-B/16 98-99%
+# (Dosovitskiy et al. 2021, Table 2; Steiner et al. 2021). Not measured here.
+_FINE_TUNE = {
+    "image_size": 224,
+    "patch_size": 16,
+    "num_layers": 12,
+    "tokenizer": "patch",
+    "pooling": "class_token",
+    "norm": "pre",
+    "pixel_scale": "symmetric",
+    "dropout": 0.0,
+    "stochastic_depth": 0.1,
+    "learning_rate": 1e-4,
+    "weight_decay": 0.05,
+    "batch_size": 64,
+    "epochs": 10,
+    "warmup_epochs": 1.0,
+}
+PRESETS["vit-ti16"] = {**_FINE_TUNE, "d_model": 192, "num_heads": 3, "mlp_dim": 768}
+PRESETS["vit-s16"] = {**_FINE_TUNE, "d_model": 384, "num_heads": 6, "mlp_dim": 1536}
+PRESETS["vit-b16"] = {**_FINE_TUNE, "d_model": 768, "num_heads": 12, "mlp_dim": 3072}
 
 
 def _flag(name: str) -> str:

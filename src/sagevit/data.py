@@ -53,10 +53,15 @@ class Split:
     class_names: tuple[str, ...] | None  # from the data, if it names them
     source: Path
     paths: np.ndarray | None = None  # (N,) image file paths, read by `examples()`
-    image_size: int = 32  # files of another size are resized to this (bilinear)
+    image_size: int = 32  # the model's: other sizes are resized to it (bilinear)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def resized(self) -> bool:
+        """Whether batches are resized to `image_size` (in-memory images of another size)."""
+        return self.images is not None and self.images.shape[1:3] != (self.image_size,) * 2
 
     def subset(self, indices: np.ndarray) -> Split:
         images = None if self.images is None else self.images[indices]
@@ -147,12 +152,8 @@ def load_split(
             raise DataError(f"{path} has no '{key}' array (it holds {found})")
     images, labels = arrays["image"], arrays["label"]
 
-    expected = (image_size, image_size, 3)
-    if images.ndim != 4 or images.shape[1:] != expected:
-        raise DataError(
-            f"{path}: 'image' has shape {images.shape}, expected (N, {image_size}, {image_size}, 3)"
-            f" for --image-size {image_size}"
-        )
+    if images.ndim != 4 or images.shape[3] != 3 or 0 in images.shape[1:3]:
+        raise DataError(f"{path}: 'image' has shape {images.shape}, expected (N, height, width, 3)")
     if images.dtype != np.uint8:
         raise DataError(f"{path}: 'image' has dtype {images.dtype}, expected uint8 pixels 0-255")
     if labels.ndim == 2 and labels.shape[1] == 1:
@@ -180,7 +181,10 @@ def load_split(
                 f"{path} names {len(class_names)} classes but --num-classes is {num_classes}"
             )
     log.info("loaded %d examples from %s", len(labels), path)
-    return Split(images, labels.astype(np.int32), class_names, path)
+    split = Split(images, labels.astype(np.int32), class_names, path, image_size=image_size)
+    if split.resized:
+        log.info("%s: %dx%d images are resized to %dx%d in the input pipeline", path, *images.shape[1:3], image_size, image_size)  # fmt: skip
+    return split
 
 
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG, PNG
@@ -262,7 +266,8 @@ def make_dataset(
     epoch: int | tf.Tensor | None = None,
     examples: tf.data.Dataset | None = None,
 ) -> tf.data.Dataset:
-    """Batches of (float32 pixels 0-255 (B, H, W, 3), float32 one-hot targets (B, classes)).
+    """Batches of (float32 pixels 0-255 (B, H, W, 3), float32 one-hot targets (B, classes)),
+    at the split's `image_size`.
 
     Training batches are reshuffled every epoch (or, given `epoch`, shuffled in an
     order fixed by seed and epoch, so a resumed epoch can skip what it had done),
@@ -299,6 +304,12 @@ def make_dataset(
 
         dataset = tf.data.Dataset.zip(dataset, seeds).map(
             augment_batch, num_parallel_calls=tf.data.AUTOTUNE
+        )
+    if split.resized:  # after augmenting: cropping small images is cheaper
+        size = (split.image_size, split.image_size)
+        dataset = dataset.map(
+            lambda images, targets: (tf.image.resize(images, size, antialias=True), targets),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
     return dataset.prefetch(tf.data.AUTOTUNE)
 

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from sagevit.contract import CHECKPOINT_DIR, MODEL_DIR
 from sagevit.data import DataError
 from sagevit.distribute import WorkerLost, tf_config
 from sagevit.gpu import GpuUnavailable
+from sagevit.pretrained import HUB_ENDPOINT, download
 from sagevit.signals import StopOnSigterm
 from sagevit.train import run
 from sagevit.training import EpochResult, TrainingStopped
@@ -48,6 +50,7 @@ class JobPaths:
     output_data: str | Path | None = None
     tensorboard: str | Path | None = None
     checkpoints: str | Path | None = None
+    pretrained: str | Path | None = None  # the pretrained channel
 
 
 # Errors a job's user can act on: one sentence each, never a traceback.
@@ -59,8 +62,17 @@ def launch(
     paths: JobPaths,
     tf_config: str | None = None,
     on_stall: Callable[[str], None] = exit_stalled,
+    hub_endpoint: str = HUB_ENDPOINT,
 ) -> list[EpochResult]:
-    """`run()` as a job: SIGTERM asks for a checkpoint and a stop (TrainingStopped)."""
+    """`run()` as a job: SIGTERM asks for a checkpoint and a stop (TrainingStopped).
+    `--pretrained HANDLE` without a pretrained channel downloads the weights first."""
+    pretrained = paths.pretrained
+    if hp.pretrained and pretrained is not None:
+        raise ConfigError(
+            f"--pretrained {hp.pretrained} and a pretrained channel both name weights: give one"
+        )
+    if hp.pretrained:
+        pretrained = download(hp.pretrained, tempfile.mkdtemp(prefix="sagevit-hub-"), hub_endpoint).parent  # fmt: skip
     with StopOnSigterm() as stop:
         return run(
             hp,
@@ -74,6 +86,7 @@ def launch(
             should_stop=stop,
             tf_config=tf_config,
             on_stall=on_stall,
+            pretrained_dir=pretrained,
         )
 
 
@@ -110,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     path("--train", default=env("SM_CHANNEL_TRAIN"), help="train channel folder")
     path("--validation", default=env("SM_CHANNEL_VALIDATION"), help="validation channel folder")
+    path("--pretrained-dir", "--pretrained_dir", default=env("SM_CHANNEL_PRETRAINED"), help="pretrained channel folder: one .safetensors or .npz weights file")  # fmt: skip
     path("--model-dir", "--model_dir", default=env("SM_MODEL_DIR", MODEL_DIR), help="where the model is written")  # fmt: skip
     path("--output-data-dir", "--output_data_dir", default=env("SM_OUTPUT_DATA_DIR"), help="where history.png and metrics.json go")  # fmt: skip
     path("--checkpoint-dir", "--checkpoint_dir", default=None, help=f"resume from and write checkpoints here (the toolkit uses {CHECKPOINT_DIR})")  # fmt: skip
@@ -125,10 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.train is None:
             raise DataError("no train channel: pass --train DIR or set SM_CHANNEL_TRAIN")
         paths = JobPaths(args.train, args.model_dir, args.validation, args.output_data_dir,
-                         args.tensorboard_dir, args.checkpoint_dir)  # fmt: skip
+                         args.tensorboard_dir, args.checkpoint_dir, args.pretrained_dir)  # fmt: skip
         hosts = json.loads(os.environ.get("SM_HOSTS", "[]"))
         tf_config_json = cluster_config(hosts, os.environ.get("SM_CURRENT_HOST", ""), os.environ.get("TF_CONFIG"))  # fmt: skip
-        launch(hyperparameters_from_namespace(args), paths, tf_config_json)
+        hub = os.environ.get("HF_ENDPOINT", HUB_ENDPOINT)  # Hugging Face's own variable
+        launch(hyperparameters_from_namespace(args), paths, tf_config_json, hub_endpoint=hub)
     except USER_ERRORS as error:
         log.error("%s", error)
         return 2 if isinstance(error, (ConfigError, DataError)) else 1

@@ -37,6 +37,7 @@ def build_vit(
     tokenizer: str,
     pooling: str,
     stochastic_depth: float,
+    pixel_scale: str,
     name: str = "vit",
 ) -> keras.Model:
     """Build a ViT: (B, image_size, image_size, 3) pixels in 0-255 -> (B, num_classes) logits.
@@ -48,8 +49,10 @@ def build_vit(
         convolutional stem, as in Compact Convolutional Transformers; 4x downsampling).
     pooling: "class_token" (the original ViT) or "sequence" (attention-weighted mean).
     stochastic_depth: the drop rate of the last block; earlier blocks drop less, linearly.
+    pixel_scale: how pixels are scaled first (`scale_pixels`); pretrained weights
+        expect the scaling they were trained with.
     """
-    for option, value in (("tokenizer", tokenizer), ("pooling", pooling)):
+    for option, value in (("tokenizer", tokenizer), ("pooling", pooling), ("pixel_scale", pixel_scale)):  # fmt: skip
         if value not in CHOICES[option]:
             raise ValueError(f"{option} must be one of {CHOICES[option]}, got {value!r}")
     if tokenizer == "patch" and image_size % patch_size:
@@ -58,7 +61,7 @@ def build_vit(
         raise ValueError(f"d_model {d_model} is not divisible by the number of heads {num_heads}")
 
     images = keras.Input((image_size, image_size, 3), name="images")
-    x = layers.Rescaling(1.0 / 255.0, name="rescale")(images)  # 0-255 -> 0-1
+    x = scale_pixels(pixel_scale)(images)  # 0-255 -> what the weights expect
     if tokenizer == "patch":
         x = PatchEmbedding(patch_size, d_model, name="patch_embedding")(x)  # (B, N, D)
     else:
@@ -78,6 +81,24 @@ def build_vit(
         x = SequencePooling(name="sequence_pooling")(x)  # (B, D)
     logits = layers.Dense(num_classes, name="head", dtype="float32")(x)  # (B, num_classes)
     return keras.Model(images, logits, name=name)
+
+
+# ImageNet's per-channel mean and standard deviation, of pixels scaled to 0-1.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def scale_pixels(pixel_scale: str) -> layers.Layer:
+    """The model's first layer: 0-255 pixels to unit (0-1), symmetric (-1 to 1, as
+    Google's and timm's ViT checkpoints expect) or imagenet (mean 0, std 1 per channel
+    over ImageNet, as DeiT's do)."""
+    if pixel_scale == "unit":
+        return layers.Rescaling(1.0 / 255.0, name="rescale")
+    if pixel_scale == "symmetric":
+        return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")
+    mean = [255.0 * m for m in IMAGENET_MEAN]
+    variance = [(255.0 * s) ** 2 for s in IMAGENET_STD]
+    return layers.Normalization(mean=mean, variance=variance, name="rescale")
 
 
 def load_model(path: str | Path) -> keras.Model:

@@ -7,7 +7,9 @@ import tensorflow as tf
 
 from sagevit.checkpoints import CheckpointDir, CheckpointError, Progress
 from sagevit.config import ConfigError, Hyperparameters
+from sagevit.layerwise import LayerwiseAdamW, freeze_backbone, layer_scales
 from sagevit.model import build_vit
+from sagevit.pretrained import Checkpoint, check_fits, load_pretrained
 
 
 def choose_precision(setting: str, gpu_capabilities: list[tuple[int, int]]) -> str:
@@ -44,13 +46,18 @@ def make_schedule(
     )
 
 
-def make_optimizer(hp: Hyperparameters, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """AdamW on the schedule, with gradient clipping by global norm."""
-    optimizer = keras.optimizers.AdamW(
-        make_schedule(hp, steps_per_epoch),
-        weight_decay=hp.weight_decay,
-        global_clipnorm=hp.grad_clip or None,
-    )
+def make_optimizer(
+    hp: Hyperparameters, steps_per_epoch: int, model: keras.Model
+) -> keras.optimizers.Optimizer:
+    """AdamW on the schedule, with gradient clipping by global norm, and with
+    `--layer-decay` below 1, a learning rate per layer (`LayerwiseAdamW`)."""
+    settings = {"weight_decay": hp.weight_decay, "global_clipnorm": hp.grad_clip or None}
+    schedule = make_schedule(hp, steps_per_epoch)
+    if hp.layer_decay < 1.0:
+        scales = layer_scales(model, hp.layer_decay)
+        optimizer = LayerwiseAdamW(scales, schedule, **settings)
+    else:
+        optimizer = keras.optimizers.AdamW(schedule, **settings)
     # Decay only the weight matrices: not norms, biases, tokens or position embeddings.
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "token", "position"])
     return optimizer
@@ -62,15 +69,22 @@ def build_model(
     steps_per_epoch: int,
     precision: str,
     checkpoints: CheckpointDir | None = None,
+    pretrained: Checkpoint | None = None,
 ) -> tuple[keras.Model, keras.optimizers.Optimizer, Progress | None]:
-    """Model and optimizer in the strategy's scope, restored from the newest readable
-    checkpoint if there is one, and the progress to resume from (None: a fresh run)."""
+    """Model and optimizer in the strategy's scope, started from `pretrained` weights
+    (with a new head) if given, restored from the newest readable checkpoint if there
+    is one, and the progress to resume from (None: a fresh run)."""
     with strategy.scope():
         try:
             model = build_vit(**hp.model_kwargs())
         except ValueError as error:  # impossible shapes: a configuration problem
             raise ConfigError(str(error)) from None
-        optimizer = make_optimizer(hp, steps_per_epoch)
+        if pretrained is not None:
+            check_fits(pretrained, model, hp.num_heads)
+            load_pretrained(model, pretrained, replace_head=True)
+        if hp.freeze_backbone:
+            freeze_backbone(model)
+        optimizer = make_optimizer(hp, steps_per_epoch, model)
         if precision == "float16":  # float16 gradients underflow without loss scaling
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)  # its slots, mirrored, before any step

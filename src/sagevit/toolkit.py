@@ -24,6 +24,7 @@ from sagevit.config import parse_hyperparameters
 from sagevit.contract import CHECKPOINT_DIR
 from sagevit.data import DataError
 from sagevit.entry import USER_ERRORS, JobPaths, cluster_config, configure_logging, launch
+from sagevit.pretrained import HUB_ENDPOINT
 from sagevit.training import TrainingStopped
 from sagevit.watchdog import exit_stalled
 
@@ -44,10 +45,12 @@ def main() -> None:
             # Where SageMaker's TensorBoardOutputConfig syncs from (its default local path).
             tensorboard=os.path.join(env.output_dir, "tensorboard"),
             checkpoints=checkpoint_dir(),
+            pretrained=channels.get("pretrained"),
         )
         hp = parse_hyperparameters(mapping.to_cmd_args(env.hyperparameters))
         tf_config = cluster_config(env.hosts, env.current_host, os.environ.get("TF_CONFIG"))
-        launch(hp, paths, tf_config, on_stall=fail_stalled)
+        hub = os.environ.get("HF_ENDPOINT", HUB_ENDPOINT)  # Hugging Face's own variable
+        launch(hp, paths, tf_config, on_stall=fail_stalled, hub_endpoint=hub)
     except USER_ERRORS as error:
         raise errors.ClientError(str(error)) from None
     except TrainingStopped as stopped:

@@ -36,6 +36,7 @@ from sagevit.distribute import choose_strategy, is_chief, peers_lost
 from sagevit.export import export_model
 from sagevit.gpu import Device, log_devices, require_gpus
 from sagevit.machine import given_gpus
+from sagevit.pretrained import find_weights_file, read_checkpoint
 from sagevit.recipe import build_model, choose_jit, choose_precision
 from sagevit.reports import TensorBoardLogger, write_reports
 from sagevit.signals import rearm
@@ -58,6 +59,7 @@ def run(
     tf_config: str | None = None,
     on_stall: Callable[[str], None] = exit_stalled,
     dev_dir: str | Path = "/dev",
+    pretrained_dir: str | Path | None = None,
 ) -> list[EpochResult]:
     """Load the channels, train, and export to `model_dir`. Raises ConfigError or DataError.
 
@@ -70,7 +72,8 @@ def run(
     or training makes no progress for `hp.stall_timeout` seconds (from the first file
     read to export), `on_stall(message)` runs; it has to end the process.
     GPU device files in `dev_dir` that TensorFlow cannot use raise GpuUnavailable, unless
-    `hp.allow_cpu`.
+    `hp.allow_cpu`. With `pretrained_dir` (the pretrained channel), training starts from
+    the weights file in it, with a new head (`sagevit.pretrained`).
     """
     strategy, gpus = start_devices(hp, tf_config, dev_dir)
     chief, scratch = is_chief(strategy), None
@@ -83,9 +86,11 @@ def run(
     # on (variable creation broadcasts initial values).
     with StallWatchdog(hp.stall_timeout, on_stall) as watchdog:
         data = load_data(hp, train_dir, validation_dir, watchdog.beat)
+        weights = read_checkpoint(find_weights_file(pretrained_dir)) if pretrained_dir else None
+        watchdog.beat()
         precision, jit_compile = set_compute(hp, gpus)
         checkpoints = CheckpointDir(checkpoint_dir, hp.keep_checkpoints) if checkpoint_dir else None
-        model, optimizer, start = build_model(hp, strategy, data.steps_per_epoch, precision, checkpoints)  # fmt: skip
+        model, optimizer, start = build_model(hp, strategy, data.steps_per_epoch, precision, checkpoints, weights)  # fmt: skip
         start = start or Progress()
         log_start(model, data, strategy)
         trainer = Trainer(model, optimizer, data.batch_size, strategy, jit_compile=jit_compile,
