@@ -183,7 +183,9 @@ def test_a_checkpoint_of_another_architecture_names_every_difference(tmp_path, s
 
 def test_missing_and_foreign_tensors_are_one_sentence(tmp_path, state):
     broken = {k: v for k, v in state.items() if k != "blocks.1.attn.qkv.bias"}
-    with pytest.raises(PretrainedError, match="lacks timm tensor\\(s\\) blocks.1.attn.qkv.bias$"):
+    with pytest.raises(
+        PretrainedError, match=r"lacks timm tensor\(s\) blocks\.1\.attn\.qkv\.bias$"
+    ):
         read_checkpoint(checkpoint_file(tmp_path, broken))
     write(tmp_path / "other.safetensors", {"conv1.weight": np.zeros((2, 2), np.float32)})
     with pytest.raises(PretrainedError, match="not a ViT checkpoint this trainer knows"):
@@ -201,7 +203,7 @@ def test_the_channel_holds_exactly_one_weights_file(tmp_path, state):
     checkpoint_file(tmp_path, state)
     assert find_weights_file(tmp_path).name == "model.safetensors"
     checkpoint_file(tmp_path, state, "big_vision")
-    with pytest.raises(PretrainedError, match="found model.npz, model.safetensors"):
+    with pytest.raises(PretrainedError, match=r"found model\.npz, model\.safetensors"):
         find_weights_file(tmp_path)
 
 
