@@ -32,6 +32,9 @@ TRAIN_INSTANCE_TYPE ?= ml.g5.xlarge
 TRAIN_INSTANCE_COUNT ?= 1
 # HYPERPARAMETERS: any trainer flags as key=value pairs, e.g. "preset=seed batch_size=256".
 HYPERPARAMETERS ?=
+# PRETRAINED: the pretrained channel, one ViT weights file (docs/finetuning.md): an S3
+# prefix for train, a folder for train-local; with e.g. HYPERPARAMETERS="preset=vit-b16".
+PRETRAINED ?=
 # SPOT=1: managed spot training, checkpoints to s3://BUCKET/sagevit/checkpoints/JOB.
 SPOT ?=
 # WAIT=1: stream the job's logs until it ends.
@@ -61,7 +64,7 @@ URL ?=
 EVAL_DIR ?= build/evaluation
 AWS_ARGS = $(if $(AWS_REGION),--region $(AWS_REGION)) $(if $(BUCKET),--bucket $(BUCKET))
 
-.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train bench-accuracy bench-decode
+.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train bench-accuracy bench-decode bench-finetune
 .PHONY: push data train tune deploy transform predict delete-endpoint clean
 
 help: ## List the targets
@@ -105,8 +108,9 @@ build-standin: ## Build the image on the stand-in TensorFlow base, as CI does; p
 image: # Build IMAGE unless it exists already
 	@docker image inspect $(IMAGE) >/dev/null 2>&1 || $(MAKE) build
 
-train-local: install image ## Train in the image with build/local/opt_ml as /opt/ml (DATA=, EPOCHS=)
-	$(PY) -m scripts.demo --image $(IMAGE) --train-only --workdir $(LOCAL_DIR) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS))
+train-local: install image ## Train in the image with build/local/opt_ml as /opt/ml (DATA=, EPOCHS=, PRETRAINED=, HYPERPARAMETERS=)
+	$(PY) -m scripts.demo --image $(IMAGE) --train-only --workdir $(LOCAL_DIR) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+		$(if $(PRETRAINED),--pretrained $(PRETRAINED)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair))
 
 serve-local: image ## Serve the train-local model from the image on 127.0.0.1:8080 (PORT=)
 	docker run --rm --network host $(GPU_FLAGS) -e SAGEMAKER_BIND_TO_PORT=$(PORT) \
@@ -132,6 +136,9 @@ bench-train: install ## Training speed: our loop vs the seed notebook's fit, alt
 bench-accuracy: install ## Validation accuracy by epoch, default recipe vs the seed's (DATA=, RUNS=); writes bench/results/accuracy.json
 	$(PY) -m scripts.bench_accuracy $(if $(DATA),--data $(DATA)) $(if $(RUNS),--runs $(RUNS))
 
+bench-finetune: install ## ViT-Ti/16 fine-tuning at 224 on this CPU, weight conversion time, serving latency; writes bench/results/finetune.json
+	$(PY) -m scripts.bench_finetune
+
 push: install ## Push IMAGE to ECR REPOSITORY:TAG, creating the repository (REGISTRY=host:port for any other)
 	$(PY) -m scripts.push --image $(IMAGE) --repository $(REPOSITORY) --tag $(TAG) \
 		$(if $(REGISTRY),--registry $(REGISTRY)) $(if $(AWS_REGION),--region $(AWS_REGION))
@@ -139,12 +146,12 @@ push: install ## Push IMAGE to ECR REPOSITORY:TAG, creating the repository (REGI
 data: install ## Prepare CIFAR-10 (DATA= for an archive/folder) into DATA_DIR and upload it to S3
 	$(PY) -m scripts.prepare_data --source $(or $(DATA),cifar10) --out $(DATA_DIR) --upload $(AWS_ARGS)
 
-train: install ## Launch a SageMaker training job (ROLE=, EPOCHS=, HYPERPARAMETERS=, SPOT=1, WAIT=1)
+train: install ## Launch a SageMaker training job (ROLE=, EPOCHS=, HYPERPARAMETERS=, PRETRAINED=, SPOT=1, WAIT=1)
 	$(PY) -m scripts.launch $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
 		--instance-type $(TRAIN_INSTANCE_TYPE) --instance-count $(TRAIN_INSTANCE_COUNT) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(ROLE),--role $(ROLE)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair)) \
-		$(if $(SPOT),--spot) $(if $(WAIT),--wait)
+		$(if $(PRETRAINED),--pretrained $(PRETRAINED)) $(if $(SPOT),--spot) $(if $(WAIT),--wait)
 
 tune: install ## Launch a hyperparameter tuning job maximising val_accuracy (RANGES=, MAX_JOBS=, PARALLEL_JOBS=, WARM_START=, HYPERPARAMETERS=, WAIT=1)
 	$(PY) -m scripts.tune $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \

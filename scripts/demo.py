@@ -4,6 +4,7 @@
     python -m scripts.demo --image IMAGE --data PATH       # npz channel folder, image folder or archive
     python -m scripts.demo --image IMAGE --data synthetic  # the generated shapes dataset, offline
     python -m scripts.demo --image IMAGE --train-only      # `make train-local`
+    python -m scripts.demo --image IMAGE --pretrained DIR --hyperparameter preset=vit-ti16
 
 Everything happens under --workdir (default build/demo): the data, a folder laid
 out as SageMaker's /opt/ml (mounted into the container), and the trained model.
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from sagevit.contract import TRAIN_FILE, VALIDATION_FILE
+from scripts.aws import parse_pairs
 from scripts.containers import (
     TRAINING_HOST,
     remove_container,
@@ -68,14 +70,17 @@ def get_data(data: str | None, workdir: Path) -> tuple[Path, str]:
     return prepare("synthetic", workdir / "data", count=10000, validation_size=2000), "synthetic"
 
 
-def train(image: str, channel: Path, opt_ml: Path, hyperparameters: dict) -> Path:
+def train(
+    image: str, channel: Path, opt_ml: Path, hyperparameters: dict, pretrained: Path | None = None
+) -> Path:
     """`docker run IMAGE train` with `opt_ml` laid out as SageMaker's /opt/ml: afresh, as
     for every SageMaker job, so no model, output or checkpoint of an earlier run (which
     the trainer would resume from, or refuse if the model changed) is left in it."""
     shutil.rmtree(opt_ml, ignore_errors=True)
-    write_training_layout(
-        opt_ml, hyperparameters, {"train": channel, "validation": channel}, host=TRAINING_HOST
-    )
+    channels = {"train": channel, "validation": channel}
+    if pretrained is not None:  # a folder with one weights file (docs/finetuning.md)
+        channels["pretrained"] = pretrained
+    write_training_layout(opt_ml, hyperparameters, channels, host=TRAINING_HOST)
     if run_training(image, opt_ml).returncode != 0:
         failure = opt_ml / "output" / "failure"
         reason = failure.read_text() if failure.is_file() else "see the log above"
@@ -119,13 +124,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("build/demo"))
     parser.add_argument("--epochs", type=int, help="override the demo's epoch count")
     parser.add_argument("--train-only", action="store_true", help="train, then stop (no server)")
+    parser.add_argument(
+        "--pretrained", type=Path, help="pretrained channel: a weights file's folder"
+    )
+    parser.add_argument(
+        "--hyperparameter", action="append", metavar="KEY=VALUE", help="e.g. preset=vit-b16"
+    )
     args = parser.parse_args(argv)
 
     channel, kind = get_data(args.data, args.workdir)
     hyperparameters = dict(DEMO_HYPERPARAMETERS[kind])
     if args.epochs:
         hyperparameters["epochs"] = args.epochs
-    model_dir = train(args.image, channel, args.workdir / "opt_ml", hyperparameters)
+    hyperparameters |= parse_pairs(args.hyperparameter, "--hyperparameter")
+    model_dir = train(args.image, channel, args.workdir / "opt_ml", hyperparameters, args.pretrained)  # fmt: skip
     if args.train_only:
         log.info("model written to %s", model_dir)
         return 0

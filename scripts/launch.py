@@ -4,7 +4,8 @@
         [--hyperparameter learning_rate=3e-4 ...] [--spot] [--wait]
 
 Channels: train = s3://BUCKET/sagevit/data/train/ and validation =
-s3://BUCKET/sagevit/data/validation/ (what `make data` uploads), unless given.
+s3://BUCKET/sagevit/data/validation/ (what `make data` uploads), unless given;
+--pretrained s3://... adds the pretrained channel (docs/finetuning.md).
 Hyperparameters go to the job exactly as written (the SDK sends every value as a
 string); they are parsed here first, with the trainer's own parser, so a typo
 fails now instead of after an instance has started. Prints the job name and its
@@ -92,13 +93,20 @@ def default_image_uri(session: Any, repository: str, tag: str) -> str:
     return f"{ecr_registry(session.boto_session)}/{repository}:{tag}"
 
 
-def job_channels(bucket: str, train: str | None, validation: str | None) -> dict[str, str]:
-    """The input channels: as given, else where `make data` uploads them ('' drops validation)."""
+def job_channels(
+    bucket: str, train: str | None, validation: str | None, pretrained: str | None = None
+) -> dict[str, str]:
+    """The input channels: as given, else where `make data` uploads them ('' drops
+    validation); `pretrained`, an S3 prefix holding one weights file, if given."""
     channels = {"train": train or f"s3://{bucket}/{DATA_PREFIX}/train/"}
     if validation is None:
         validation = f"s3://{bucket}/{DATA_PREFIX}/validation/"
     if validation:
         channels["validation"] = validation
+    if pretrained:
+        if not pretrained.startswith("s3://"):
+            raise SystemExit(f"--pretrained must be an s3:// prefix, got {pretrained!r}")
+        channels["pretrained"] = pretrained
     return channels
 
 
@@ -120,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--train", help="train channel S3 URI")
     parser.add_argument("--validation", help="validation channel S3 URI ('' for none)")
+    parser.add_argument(
+        "--pretrained", help="pretrained channel S3 URI: one .safetensors or .npz weights file"
+    )
     parser.add_argument("--spot", action="store_true", help="managed spot training")
     parser.add_argument("--max-run", type=int, default=24 * 3600, help="seconds of training")
     parser.add_argument("--max-wait", type=int, help="spot: seconds of waiting + training")
@@ -158,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint_s3_uri=checkpoint,
         tags=parse_pairs(args.tag_resource, "--tag-resource"),
     )
-    channels = job_channels(bucket, args.train, args.validation)
+    channels = job_channels(bucket, args.train, args.validation, args.pretrained)
     log.info("launching %s with %s on %s", job_name, image_uri, args.instance_type)
     estimator.fit(channels, job_name=job_name, wait=args.wait, logs="All" if args.wait else "None")
     region = session.boto_region_name

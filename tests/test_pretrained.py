@@ -179,6 +179,12 @@ def test_a_checkpoint_of_another_architecture_names_every_difference(tmp_path, s
     assert "use the matching --preset" in str(caught.value)
     with pytest.raises(PretrainedError, match="--num-heads 4 \\(the file's: 2\\)"):
         check_fits(checkpoint, tiny_vit(num_heads=4), num_heads=4)
+    with pytest.raises(
+        PretrainedError, match="need --tokenizer patch --pooling class_token --norm pre"
+    ):
+        check_fits(checkpoint, tiny_vit(tokenizer="conv", pooling="sequence"), num_heads=HEADS)
+    with pytest.raises(PretrainedError, match="use a --preset vit-ti16, vit-s16 or vit-b16"):
+        check_fits(checkpoint, tiny_vit(norm_first=False), num_heads=HEADS)
 
 
 def test_missing_and_foreign_tensors_are_one_sentence(tmp_path, state):
@@ -319,3 +325,23 @@ def test_a_channel_and_a_handle_together_are_refused(tmp_path, state):
     paths = JobPaths(tmp_path, tmp_path / "model", pretrained=tmp_path)
     with pytest.raises(ConfigError, match="both name weights: give one"):
         launch(hp, paths)
+
+
+@pytest.mark.slow
+def test_the_toolkit_passes_the_pretrained_channel(tmp_path, state):
+    """The real sagemaker-training `train` with a `pretrained` channel beside `train`."""
+    from conftest import run_toolkit, write_image_tree
+
+    from scripts.sagemaker_layout import write_training_layout
+
+    weights = tmp_path / "weights"
+    checkpoint_file(weights, state, "big_vision")
+    flags = fine_tune_flags(**{"image-size": 8})
+    hyperparameters = dict(zip(flags[::2], flags[1::2], strict=True))
+    hyperparameters = {k.removeprefix("--"): v for k, v in hyperparameters.items()}
+    train = write_image_tree(tmp_path / "train", sizes=[(8, 8)] * 4)
+    base = write_training_layout(tmp_path / "opt_ml", hyperparameters, {"train": train, "pretrained": weights})  # fmt: skip
+    done = run_toolkit(base)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "loaded big_vision ViT: 2 blocks of width 8, 2 heads" in done.stdout + done.stderr
+    assert (base / "model" / "vit.keras").is_file()

@@ -15,7 +15,7 @@ def test_hyperparameter_table_lists_every_field_with_its_default_and_seed_value(
     rows = {
         name: (default.strip(), seed.strip())
         for name, default, seed in re.findall(
-            r"^\| `([a-z-]+)` \| ([^|]+) \| ([^|]+) \|", TRAINING, flags=re.MULTILINE
+            r"^\| `([a-z-]+)` \|([^|]*)\|([^|]*)\|", TRAINING, flags=re.MULTILINE
         )
     }
     for field in dataclasses.fields(Hyperparameters):

@@ -126,6 +126,8 @@ def _require(path: Path, convention: Convention, tensors: dict, rules: list[Rule
 
 def _architecture(path: Path, convention: Convention, tensors: dict[str, np.ndarray]) -> Checkpoint:
     depth = convention.depth(tensors)
+    if depth == 0:
+        raise PretrainedError(f"{path} has the {convention.name} ViT's embeddings but no encoder blocks")  # fmt: skip
     _require(path, convention, tensors, convention.rules(depth, False))
     shapes = {ours: tensors[theirs[0]].shape for ours, theirs, _ in convention.rules(depth, False)}
     patch_shape = shapes["patch_embedding/projection/kernel"]
@@ -151,6 +153,12 @@ def _architecture(path: Path, convention: Convention, tensors: dict[str, np.ndar
 
 def check_fits(checkpoint: Checkpoint, model: keras.Model, num_heads: int) -> None:
     """PretrainedError naming every way the model's architecture differs from the file's."""
+    names = {layer.name for layer in model.layers}
+    if not {"patch_embedding", "class_token"} <= names or not model.get_layer("encoder_block_0").norm_first:  # fmt: skip
+        raise PretrainedError(
+            "published ViT weights need --tokenizer patch --pooling class_token --norm pre:"
+            " use a --preset vit-ti16, vit-s16 or vit-b16"
+        )
     ours = {
         "d-model": model.get_layer("class_token").token.shape[-1],
         "num-layers": sum(layer.name.startswith("encoder_block_") for layer in model.layers),
