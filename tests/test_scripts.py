@@ -315,3 +315,19 @@ def test_async_and_transform_refuse_a_destination_that_is_not_s3():
         asynchronous("/tmp/answers", "ml.m5.xlarge", 1)
     with pytest.raises(SystemExit, match="give an S3 prefix"):
         transform(["--input", "/tmp/images"])  # before any session is made
+
+
+def test_the_pretrained_channel_reaches_the_job_and_the_local_layout():
+    from scripts.launch import job_channels
+
+    channels = job_channels("b", None, "", "s3://b/weights/vit-b16/")
+    assert channels == {"train": "s3://b/sagevit/data/train/", "pretrained": "s3://b/weights/vit-b16/"}  # fmt: skip
+    with pytest.raises(SystemExit, match="--pretrained must be an s3:// prefix"):
+        job_channels("b", None, None, "weights/")
+    for target in ("train", "train-local"):  # an S3 prefix for one, a folder for the other
+        dry = subprocess.run(
+            ["make", "-n", target, "PRETRAINED=s3://b/w/", "HYPERPARAMETERS=preset=vit-ti16"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert "--pretrained s3://b/w/" in dry.stdout
+        assert "--hyperparameter preset=vit-ti16" in dry.stdout
