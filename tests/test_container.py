@@ -209,3 +209,35 @@ def test_docker_stop_checkpoints_and_a_rerun_resumes(image, tmp_path):
     assert "resuming from ckpt-0002-" in result.stdout
     assert epoch_numbers(result.stdout) == [2, 3]
     assert (opt_ml / "output/success").is_file() and (opt_ml / "model/vit.keras").is_file()
+
+
+def test_fine_tuning_in_the_image_from_a_pretrained_channel(image, channel, tmp_path):
+    """Published-layout weights (timm safetensors, 8x8 images) in the `pretrained` channel,
+    32x32 data resized to the model's 16x16 in the pipeline, positions interpolated."""
+    from test_pretrained import ARCH, fine_tune_flags
+
+    from scripts.synthetic_weights import timm_state, write
+
+    weights = tmp_path / "weights"
+    write(weights / "model.safetensors", timm_state(np.random.default_rng(0), **ARCH))
+    flags = fine_tune_flags(**{"num-classes": 10, "batch-size": 32})
+    hyperparameters = {k.removeprefix("--"): v for k, v in zip(flags[::2], flags[1::2], strict=True)}  # fmt: skip
+    channels = {"train": channel, "pretrained": weights}
+    opt_ml = write_training_layout(tmp_path / "opt_ml", hyperparameters, channels, host=TRAINING_HOST)  # fmt: skip
+    result = run_training(image, opt_ml, timeout=600, capture=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "interpolating position embeddings from 8x8 images" in result.stdout
+    assert "loaded timm ViT: 2 blocks of width 8" in result.stdout
+    assert json.loads((opt_ml / "model/metadata.json").read_text())["image_size"] == 16
+
+
+def test_an_unreachable_hub_handle_fails_with_one_sentence(image, channel, tmp_path):
+    hyperparameters = {**TINY, "pretrained": "hf-hub:google/vit-base-patch16-224-in21k"}
+    opt_ml = write_training_layout(tmp_path / "opt_ml", hyperparameters, {"train": channel}, host=TRAINING_HOST)  # fmt: skip
+    nowhere = ["-e", "HF_ENDPOINT=http://127.0.0.1:9"]  # offline, whatever this machine can reach
+    result = run_training(image, opt_ml, timeout=600, capture=True, extra_flags=nowhere)
+    assert result.returncode != 0
+    failure = (opt_ml / "output/failure").read_text()
+    assert "could not download hf-hub:google/vit-base-patch16-224-in21k" in failure
+    assert "needs the weights in the pretrained channel instead" in failure
+    assert "Traceback" not in failure
