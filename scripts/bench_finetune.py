@@ -64,7 +64,7 @@ def fine_tuning(workdir: Path, steps: int) -> dict[str, float]:
     pretrained = workdir / "pretrained"
     pretrained.mkdir(exist_ok=True)
     (pretrained / "model.safetensors").unlink(missing_ok=True)
-    (pretrained / "model.safetensors").symlink_to(workdir / "vit-ti16-timm.safetensors")
+    (pretrained / "model.safetensors").symlink_to((workdir / "vit-ti16-timm.safetensors").resolve())
     history = run(hp, channel, workdir / "model", pretrained_dir=pretrained)
     seconds = [epoch.metrics["seconds"] for epoch in history]
     return {"batch_size": hp.batch_size, "steps": steps, "first_epoch_s": seconds[0],
@@ -72,7 +72,8 @@ def fine_tuning(workdir: Path, steps: int) -> dict[str, float]:
 
 
 def serving(model_dir: Path, requests: int) -> dict[str, dict[str, float]]:
-    """Body bytes and median latency (ms) of one image a request, JPEG and JSON."""
+    """Body bytes, status and median latency (ms) of one image a request, JPEG and JSON
+    (a 32x32 JSON array is refused with a 400 by a 224x224 model: its size is the point)."""
     from PIL import Image
 
     from sagevit_serve.app import create_app
@@ -94,15 +95,13 @@ def serving(model_dir: Path, requests: int) -> dict[str, dict[str, float]]:
     }
     results = {}
     for name, (body, kind) in bodies.items():
-        latencies = []
+        latencies, status = [], 0
         for _ in range(requests + 2):  # the first two warm up
             started = time.perf_counter()
-            response = client.post("/invocations", data=body, content_type=kind)
+            status = client.post("/invocations", data=body, content_type=kind).status_code
             latencies.append((time.perf_counter() - started) * 1000)
-            if name.startswith("json 32") and response.status_code == 400:
-                break  # a 224 model refuses 32x32 arrays: only the body size is wanted
-            assert response.status_code == 200, response.data
-        results[name] = {"bytes": len(body), "median_ms": statistics.median(latencies[2:] or [float("nan")])}  # fmt: skip
+        median = statistics.median(latencies[2:])
+        results[name] = {"bytes": len(body), "status": status, "median_ms": median}
     return results
 
 
@@ -129,9 +128,9 @@ def print_table(report: dict) -> None:
     tune = report["fine_tuning_vit_ti16_224"]
     print(f"\nViT-Ti/16 fine-tuning at 224x224, batch {tune['batch_size']}: "
           f"{tune['images_per_s']:.1f} images/s (first epoch, with compiling: {tune['first_epoch_s']:.0f} s)")  # fmt: skip
-    print(f"\n{'one request (ViT-Ti/16 224)':<32}{'bytes':>10}{'median ms':>11}")
+    print(f"\n{'one request (ViT-Ti/16 224)':<32}{'bytes':>10}{'status':>8}{'median ms':>11}")
     for name, row in report["serving_vit_ti16_224"].items():
-        print(f"{name:<32}{row['bytes']:>10,}{row['median_ms']:>11.1f}")
+        print(f"{name:<32}{row['bytes']:>10,}{row['status']:>8}{row['median_ms']:>11.1f}")
 
 
 if __name__ == "__main__":

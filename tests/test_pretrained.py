@@ -201,6 +201,12 @@ def test_missing_and_foreign_tensors_are_one_sentence(tmp_path, state):
         read_checkpoint(tmp_path / "nogrid.safetensors")
 
 
+def test_a_dangling_link_is_one_sentence(tmp_path):
+    (tmp_path / "model.safetensors").symlink_to(tmp_path / "gone.safetensors")
+    with pytest.raises(PretrainedError, match=r"model\.safetensors does not exist$"):
+        read_checkpoint(find_weights_file(tmp_path))
+
+
 def test_the_channel_holds_exactly_one_weights_file(tmp_path, state):
     with pytest.raises(PretrainedError, match="does not exist"):
         find_weights_file(tmp_path / "absent")

@@ -53,6 +53,8 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
             return read_npz(path)
     except NpzError as error:
         raise WeightFileError(str(error)) from None
+    except FileNotFoundError:  # a dangling link
+        raise WeightFileError(f"{path} does not exist") from None
     if path.suffix != ".safetensors":
         raise WeightFileError(f"{path} is neither a .safetensors nor an .npz file")
     return read_safetensors(path)
