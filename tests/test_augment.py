@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import seed_vit
 
 from sagevit.augment import crop_flip, mixup
 from sagevit.config import parse_hyperparameters
@@ -63,6 +64,6 @@ def test_warmup_then_cosine_schedule(step, expected):
 
 def test_seed_preset_has_a_constant_rate_and_no_clipping():
     hp = parse_hyperparameters(["--preset", "seed"])
-    optimizer = make_optimizer(hp, steps_per_epoch=100)
+    optimizer = make_optimizer(hp, steps_per_epoch=100, model=seed_vit())
     assert float(optimizer.learning_rate) == pytest.approx(3e-4)
     assert optimizer.global_clipnorm is None
