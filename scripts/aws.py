@@ -104,12 +104,19 @@ def latest_training_job(sagemaker_client: Any, name_contains: str = PROJECT) -> 
     return max(jobs, key=lambda job: job["CreationTime"])["TrainingJobName"]
 
 
+def is_missing(error: botocore.exceptions.ClientError) -> bool:
+    """SageMaker's answer for a name that does not exist: a ValidationException that says
+    "Could not find ..." (other ValidationExceptions are real errors)."""
+    details = error.response["Error"]
+    return details["Code"] == "ValidationException" and "could not find" in details.get("Message", "").lower()  # fmt: skip
+
+
 def describe_endpoint(sagemaker_client: Any, name: str) -> dict | None:
     """DescribeEndpoint's answer, or None if there is no such endpoint."""
     try:
         return sagemaker_client.describe_endpoint(EndpointName=name)
     except botocore.exceptions.ClientError as error:
-        if error.response["Error"]["Code"] == "ValidationException":  # "Could not find endpoint"
+        if is_missing(error):
             return None
         raise
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from scripts.aws import PROJECT, add_session_arguments, boto_session, script_parser
+from scripts.aws import PROJECT, add_session_arguments, boto_session, is_missing, script_parser
 
 log = logging.getLogger("cleanup")
 
@@ -44,13 +44,6 @@ def call(
             log.info("throttled; trying %s again", method.__name__)
             sleep(2.0**attempt)
     raise AssertionError("unreachable")
-
-
-def is_missing(error: botocore.exceptions.ClientError) -> bool:
-    """SageMaker's answer for a name that does not exist (a ValidationException that
-    says "Could not find ...")."""
-    details = error.response["Error"]
-    return details["Code"] == "ValidationException" and "could not find" in details.get("Message", "").lower()  # fmt: skip
 
 
 def describe(

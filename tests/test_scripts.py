@@ -331,3 +331,23 @@ def test_the_pretrained_channel_reaches_the_job_and_the_local_layout():
         )  # fmt: skip
         assert "--pretrained s3://b/w/" in dry.stdout
         assert "--hyperparameter preset=vit-ti16" in dry.stdout
+
+
+def test_only_could_not_find_means_an_endpoint_is_missing():
+    """A throttled or malformed DescribeEndpoint is an error, not a missing endpoint
+    (deploy would otherwise create one beside it)."""
+    import botocore.exceptions
+
+    from scripts.aws import describe_endpoint
+
+    def failing(message: str):
+        class Client:
+            def describe_endpoint(self, EndpointName):  # boto3 spells it so
+                error = {"Error": {"Code": "ValidationException", "Message": message}}
+                raise botocore.exceptions.ClientError(error, "DescribeEndpoint")
+
+        return Client()
+
+    assert describe_endpoint(failing('Could not find endpoint "x".'), "x") is None
+    with pytest.raises(botocore.exceptions.ClientError, match="1 validation error detected"):
+        describe_endpoint(failing("1 validation error detected: EndpointName"), "x!")
