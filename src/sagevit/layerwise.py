@@ -14,16 +14,17 @@ from typing import Any
 import keras
 from keras import ops
 
+from sagevit.model import BLOCK_PREFIX, count_blocks
+
 log = logging.getLogger(__name__)
 
-BLOCK_PREFIX = "encoder_block_"
 TOP_LAYERS = ("final_norm", "head", "sequence_pooling")  # learn at the full rate
 HEAD = "head"
 
 
 def layer_scales(model: keras.Model, decay: float) -> dict[str, float]:
     """{variable path: learning-rate multiplier} for every trainable variable."""
-    depth = sum(layer.name.startswith(BLOCK_PREFIX) for layer in model.layers)
+    depth = count_blocks(model)
     scales = {}
     for variable in model.trainable_variables:
         layer = variable.path.split("/")[0]

@@ -22,6 +22,13 @@ from sagevit.layers import (
     SequencePooling,
 )
 
+BLOCK_PREFIX = "encoder_block_"  # block i is the layer named encoder_block_{i}
+
+
+def count_blocks(model: keras.Model) -> int:
+    """How many encoder blocks a model built by `build_vit` has."""
+    return sum(layer.name.startswith(BLOCK_PREFIX) for layer in model.layers)
+
 
 def build_vit(
     *,
@@ -72,7 +79,7 @@ def build_vit(
     x = Dropout(dropout, name="embedding_dropout")(x)
     for i in range(num_layers):
         rate = stochastic_depth * i / max(num_layers - 1, 1)
-        block = EncoderBlock(num_heads, mlp_dim, dropout, norm_first, rate, name=f"encoder_block_{i}")  # fmt: skip
+        block = EncoderBlock(num_heads, mlp_dim, dropout, norm_first, rate, name=f"{BLOCK_PREFIX}{i}")  # fmt: skip
         x = block(x)
     x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
     if pooling == "class_token":

@@ -29,6 +29,7 @@ import tensorflow as tf
 from sagevit.config import HUB_PREFIX
 from sagevit.conventions import CONVENTIONS, Convention, Rule
 from sagevit.data import DataError
+from sagevit.model import BLOCK_PREFIX, count_blocks
 from sagevit.weight_files import SUFFIXES, WeightFileError, read_weights
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,9 @@ def _architecture(path: Path, convention: Convention, tensors: dict[str, np.ndar
     depth = convention.depth(tensors)
     if depth == 0:
         raise PretrainedError(f"{path} has the {convention.name} ViT's embeddings but no encoder blocks")  # fmt: skip
-    _require(path, convention, tensors, convention.rules(depth, False))
-    shapes = {ours: tensors[theirs[0]].shape for ours, theirs, _ in convention.rules(depth, False)}
+    rules = convention.rules(depth, with_head=False)
+    _require(path, convention, tensors, rules)
+    shapes = {ours: tensors[theirs[0]].shape for ours, theirs, _ in rules}
     patch_shape = shapes["patch_embedding/projection/kernel"]
     patch = patch_shape[0] if convention.name == "big_vision" else patch_shape[-1]
     positions = shapes["position_embedding/position"][1] - 1  # less the class token's
@@ -151,24 +153,25 @@ def _architecture(path: Path, convention: Convention, tensors: dict[str, np.ndar
     )
 
 
-def check_fits(checkpoint: Checkpoint, model: keras.Model, num_heads: int) -> None:
+def check_fits(checkpoint: Checkpoint, model: keras.Model) -> None:
     """PretrainedError naming every way the model's architecture differs from the file's."""
     names = {layer.name for layer in model.layers}
-    if not {"patch_embedding", "class_token"} <= names or not model.get_layer("encoder_block_0").norm_first:  # fmt: skip
+    first_block = model.get_layer(f"{BLOCK_PREFIX}0")
+    if not {"patch_embedding", "class_token"} <= names or not first_block.norm_first:
         raise PretrainedError(
             "published ViT weights need --tokenizer patch --pooling class_token --norm pre:"
             " use a --preset vit-ti16, vit-s16 or vit-b16"
         )
     ours = {
         "d-model": model.get_layer("class_token").token.shape[-1],
-        "num-layers": sum(layer.name.startswith("encoder_block_") for layer in model.layers),
-        "mlp-dim": model.get_layer("encoder_block_0").mlp_dim,
+        "num-layers": count_blocks(model),
+        "mlp-dim": first_block.mlp_dim,
         "patch-size": model.get_layer("patch_embedding").patch_size,
-        "num-heads": num_heads,
+        "num-heads": first_block.num_heads,
     }
     theirs = {"d-model": checkpoint.d_model, "num-layers": checkpoint.depth}
     theirs |= {"mlp-dim": checkpoint.mlp_dim, "patch-size": checkpoint.patch_size}
-    theirs |= {"num-heads": checkpoint.num_heads or num_heads}
+    theirs |= {"num-heads": checkpoint.num_heads or first_block.num_heads}
     wrong = [f"--{k} {ours[k]} (the file's: {theirs[k]})" for k in ours if ours[k] != theirs[k]]
     if wrong:
         raise PretrainedError(

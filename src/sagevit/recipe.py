@@ -80,7 +80,7 @@ def build_model(
         except ValueError as error:  # impossible shapes: a configuration problem
             raise ConfigError(str(error)) from None
         if pretrained is not None:
-            check_fits(pretrained, model, hp.num_heads)
+            check_fits(pretrained, model)
             load_pretrained(model, pretrained, replace_head=True)
         if hp.freeze_backbone:
             freeze_backbone(model)
