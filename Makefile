@@ -64,7 +64,7 @@ URL ?=
 EVAL_DIR ?= build/evaluation
 AWS_ARGS = $(if $(AWS_REGION),--region $(AWS_REGION)) $(if $(BUCKET),--bucket $(BUCKET))
 
-.PHONY: help install test test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train bench-accuracy bench-decode bench-finetune
+.PHONY: help install test test-slow-machine test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train bench-accuracy bench-decode bench-finetune
 .PHONY: push data train tune deploy transform predict delete-endpoint clean
 
 help: ## List the targets
@@ -80,6 +80,9 @@ install: $(VENV)/.installed ## Create .venv and install the project with its dev
 
 test: install ## Run every test, slow ones included (what CI runs)
 	$(PY) -m pytest -m "slow or not slow" --durations=15
+
+test-slow-machine: install ## make test with every core also busy (a busy loop each, at normal priority)
+	bash scripts/with_busy_cores.sh $(MAKE) --no-print-directory test
 
 test-fast: install ## Run the fast tests only
 	$(PY) -m pytest

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,8 +99,18 @@ def make_bodies(seed: int = 0) -> dict[str, tuple[str, bytes]]:
     }
 
 
-def load(port: int, content_type: str, body: bytes, concurrency: int, seconds: float) -> dict:
-    """`concurrency` clients POST the body back to back for `seconds`; latencies in ms."""
+def load(
+    port: int,
+    content_type: str,
+    body: bytes,
+    concurrency: int,
+    seconds: float,
+    on_answer: Callable[[bool], None] | None = None,
+    stop: threading.Event | None = None,
+) -> dict:
+    """`concurrency` clients POST the body back to back for `seconds` (or until `stop` is
+    set); latencies in ms. `on_answer(ok)` hears of every answer as it comes (tests follow
+    the load with these two)."""
     latencies: list[float] = []
     errors = [0]
     deadline = time.monotonic() + seconds
@@ -108,7 +118,7 @@ def load(port: int, content_type: str, body: bytes, concurrency: int, seconds: f
 
     def client() -> None:
         headers = {"Content-Type": content_type}
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
             started = time.perf_counter()
             try:
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -125,6 +135,8 @@ def load(port: int, content_type: str, body: bytes, concurrency: int, seconds: f
                     latencies.append(elapsed)
                 else:
                     errors[0] += 1
+            if on_answer is not None:
+                on_answer(ok)
 
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
     started = time.monotonic()

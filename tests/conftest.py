@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 GUARD_DIR = ROOT / "tests" / "guard"
 network_guard.install()
 
+# Bounds a subprocess that hangs, and nothing else: ten times what the slowest of them
+# takes on a slow day here, so that no verdict depends on this machine's speed.
+HANG_LIMIT_S = 900
+
 
 @pytest.fixture(autouse=True)
 def no_network_beyond_loopback():
@@ -42,7 +46,11 @@ def guarded_env(log_file: Path, **extra: str) -> dict[str, str]:
 
 
 def run_make(
-    target: str, *assignments: str, guard_log: Path, env: dict | None = None, timeout: float = 300
+    target: str,
+    *assignments: str,
+    guard_log: Path,
+    env: dict | None = None,
+    timeout: float = HANG_LIMIT_S,
 ) -> subprocess.CompletedProcess:
     """`make target VAR=value ...` in the repository, its Python under the network guard."""
     return subprocess.run(
@@ -112,7 +120,7 @@ def toolkit_command(base_dir: Path) -> tuple[list[str], dict[str, str]]:
 
 
 def run_toolkit(
-    base_dir: Path, timeout: float = 300, env: dict[str, str] | None = None
+    base_dir: Path, timeout: float = HANG_LIMIT_S, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run the toolkit's `train` command to the end (`toolkit_command`), with `env` added."""
     command, environment = toolkit_command(base_dir)
@@ -120,7 +128,9 @@ def run_toolkit(
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
 
 
-def wait_for(log: Path, line: str, process: subprocess.Popen, timeout: float = 300) -> None:
+def wait_for(
+    log: Path, line: str, process: subprocess.Popen, timeout: float = HANG_LIMIT_S
+) -> None:
     """Wait until `line` appears in the log file of a running `process`; fail the test if
     the process exits first or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout

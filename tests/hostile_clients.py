@@ -6,6 +6,8 @@ import http.client
 import socket
 from collections.abc import Iterable
 
+from sagevit_serve.nginx import CLIENT_TIMEOUT_S
+
 
 def post(port: int, body: bytes | Iterable[bytes], chunked: bool = False) -> tuple[int, bytes]:
     """POST a JSON body (with Content-Length, or chunked); the status and the answer.
@@ -23,6 +25,11 @@ def chunks(body: bytes, size: int = 65536) -> Iterable[bytes]:
 
 
 OVERSIZED = b"[" + b"0," * (7 * 1024 * 1024 // 2) + b"0]"  # 7 MB of JSON
+
+# Stalled clients that held a worker would delay an answer until nginx drops them, after
+# CLIENT_TIMEOUT_S (10 s); half of that tells "held" from "not held" whatever the
+# machine's speed, since a free worker answers /ping in milliseconds.
+ANSWER_WITHIN_S = CLIENT_TIMEOUT_S / 2
 
 
 def stall(port: int, count: int) -> list[socket.socket]:

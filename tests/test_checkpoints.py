@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import seed_vit, tiny_flags
+from conftest import HANG_LIMIT_S, seed_vit, tiny_flags
 
 from sagevit.checkpoints import CheckpointDir, CheckpointError, Progress
 from sagevit.config import parse_hyperparameters
@@ -122,7 +122,7 @@ CheckpointDir({str(tmp_path)!r}).save(*tiny_model(), Progress(epoch=3))
 """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
-        [sys.executable, "-c", killer], env=env, capture_output=True, timeout=120
+        [sys.executable, "-c", killer], env=env, capture_output=True, timeout=HANG_LIMIT_S
     )
     assert result.returncode == -9, result.stderr.decode()[-2000:]
     assert [p.name for p in tmp_path.glob(".ckpt-0003-*.tmp")]  # the killed write's leftovers

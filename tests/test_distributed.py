@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import (
+    HANG_LIMIT_S,
     epoch_numbers,
     tiny_flags,
     wait_for,
@@ -182,7 +183,7 @@ def test_a_dead_worker_fails_the_job_with_a_clear_message(worker_channel, tmp_pa
     wait_for(chief_log, " epoch=1 loss=", chief)
     other.send_signal(signal.SIGKILL)
     killed = time.monotonic()
-    code = chief.wait(timeout=240)  # bounded: health checks find the dead peer
+    code = chief.wait(timeout=HANG_LIMIT_S)  # bounded: health checks find the dead peer
     print(f"\nthe chief exited {time.monotonic() - killed:.0f} s after the other worker died")
     assert code == 1, chief_log.read_text()[-3000:]
     assert "lost another training host" in chief_log.read_text()
@@ -201,7 +202,7 @@ def test_a_stuck_worker_fails_the_job_instead_of_hanging(tmp_path):
     flags = ("--num-classes", "2", "--batch-size", "8", "--stall-timeout", "20")
     workers = start_workers(healthy, tmp_path, 50, *flags, train=[healthy, stuck], hang=hang)
     started = time.monotonic()
-    codes = [process.wait(timeout=240) for process, _ in workers]
+    codes = [process.wait(timeout=HANG_LIMIT_S) for process, _ in workers]
     print(f"\nboth workers exited within {time.monotonic() - started:.0f} s of starting")
     outputs = [log.read_text() for _, log in workers]
     assert codes == [1, 1], "\n".join(o[-2000:] for o in outputs)
@@ -223,7 +224,7 @@ def test_sigterm_stops_both_workers_at_one_step_and_both_resume(worker_channel, 
     (chief, chief_log), (other, _) = workers
     wait_for(chief_log, " epoch=2 loss=", chief)
     other.send_signal(signal.SIGTERM)  # one worker's signal is enough: they agree
-    codes = [process.wait(timeout=240) for process, _ in workers]
+    codes = [process.wait(timeout=HANG_LIMIT_S) for process, _ in workers]
     assert codes == [0, 0], "\n".join(log.read_text()[-2000:] for _, log in workers)
     stopped = max(p.name for p in checkpoints.glob("ckpt-*.npz"))
     epoch = int(stopped[5:9])

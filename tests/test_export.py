@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import seed_vit
+from conftest import HANG_LIMIT_S, seed_vit
 
 from sagevit.export import export_model
 
@@ -40,7 +40,7 @@ def killed_export(model_dir: Path, export_first: bool) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_CPP_MIN_LOG_LEVEL": "3"}
     flag = "yes" if export_first else "no"
     command = [sys.executable, "-c", KILLED_EXPORT, str(model_dir), flag]
-    result = subprocess.run(command, env=env, capture_output=True, timeout=300)
+    result = subprocess.run(command, env=env, capture_output=True, timeout=HANG_LIMIT_S)
     assert result.returncode == -9, result.stderr.decode()[-2000:]
 
 

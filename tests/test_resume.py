@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY, epoch_numbers, tiny_flags, toolkit_command, wait_for, write_channel
+from conftest import (
+    HANG_LIMIT_S,
+    TINY,
+    epoch_numbers,
+    tiny_flags,
+    toolkit_command,
+    wait_for,
+    write_channel,
+)
 
 from scripts.sagemaker_layout import write_training_layout
 
@@ -48,13 +56,15 @@ def cli(channel: Path, model_dir: Path, checkpoints: Path) -> list[str]:
             str(channel), "--model-dir", str(model_dir), "--checkpoint-dir", str(checkpoints), *args]  # fmt: skip
 
 
-def run_until(command: list[str], env: dict, log: Path, line: str, timeout: float = 300) -> int:
+def run_until(
+    command: list[str], env: dict, log: Path, line: str, timeout: float = HANG_LIMIT_S
+) -> int:
     """Start `command`, send SIGTERM as soon as `line` appears in its output; return its exit code."""
     with open(log, "w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         wait_for(log, line, process, timeout)
         process.send_signal(signal.SIGTERM)
-        return process.wait(timeout=120)
+        return process.wait(timeout=HANG_LIMIT_S)
 
 
 def test_sigterm_in_epoch_2_then_resume(big_channel, tmp_path):
@@ -69,7 +79,7 @@ def test_sigterm_in_epoch_2_then_resume(big_channel, tmp_path):
     assert stopped.startswith("ckpt-0002-") and stopped != "ckpt-0002-000000.npz"  # mid-epoch
     assert not (model_dir / "vit.keras").exists()
 
-    second = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=HANG_LIMIT_S)
     output = second.stdout + second.stderr
     assert second.returncode == 0, output[-3000:]
     assert f"resuming from {stopped}: epoch 2, step {int(stopped[10:16])}" in output
@@ -83,13 +93,13 @@ def test_sigkill_while_writing_a_checkpoint_then_resume(big_channel, tmp_path):
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(KILL_IN_SECOND_WRITE)
     command = cli(big_channel, model_dir, checkpoints)
-    killed = subprocess.run(command, env={**ENV, "PYTHONPATH": str(hook)}, capture_output=True, text=True, timeout=300)  # fmt: skip
+    killed = subprocess.run(command, env={**ENV, "PYTHONPATH": str(hook)}, capture_output=True, text=True, timeout=HANG_LIMIT_S)  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
     assert epoch_numbers(killed.stdout + killed.stderr) == [1, 2]
     assert [p.name for p in checkpoints.glob("ckpt-*.npz")] == ["ckpt-0002-000000.npz"]
     assert list(checkpoints.glob(".ckpt-0003-*.tmp"))  # the half-written one, never renamed
 
-    resumed = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=HANG_LIMIT_S)
     output = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, output[-3000:]
     assert "resuming from ckpt-0002-000000.npz: epoch 2, step 0" in output
@@ -110,7 +120,7 @@ def test_toolkit_sigterm_is_stopped_not_failed_and_resumes(big_channel, tmp_path
     assert not (base / "output/failure").exists() and not (base / "output/success").exists()
     assert list((base / "checkpoints").glob("ckpt-0002-*.npz"))
 
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=HANG_LIMIT_S)
     output = second.stdout + second.stderr
     assert second.returncode == 0, output[-3000:]
     assert "resuming from ckpt-0002-" in output and epoch_numbers(output) == [2, 3]

@@ -68,7 +68,7 @@ def moto(tmp_path_factory) -> tuple[str, Path]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(url, timeout=60, path="/moto-api/")
+        wait_until_ready(url, timeout=300, path="/moto-api/")
         yield url, recording
     finally:
         server.terminate()
@@ -623,7 +623,7 @@ def test_transform_end_to_end_against_the_served_container(toolkit_run, aws, tmp
     server = start_server(model_dir, port)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until_ready(base, timeout=120, process=server)
+        wait_until_ready(base, timeout=300, process=server)
         limits = json.loads(urllib.request.urlopen(f"{base}/execution-parameters").read())
         assert limits["MaxPayloadInMB"] == 6  # what make transform sends as MaxPayloadInMB
         for i, image in enumerate(images[:2]):  # images: SplitType None, SingleRecord

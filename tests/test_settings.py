@@ -9,6 +9,26 @@ def test_defaults_respect_sagemaker_limits():
     assert s.workers >= 1 and s.workers * s.intra_op_threads >= 1
 
 
+def test_the_worker_timeout_is_liveness_never_shorter_than_a_request():
+    """gunicorn's timeout restarts a worker whose main loop stops beating; gthread beats
+    about once a second, so a timeout near the request timeout's 1 s would restart healthy
+    workers (it did, on a slow day). It follows a longer request timeout, never a shorter one."""
+    assert from_environ({}).worker_timeout == 60
+    assert from_environ({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1"}).worker_timeout == 60
+    assert from_environ({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "3600"}).worker_timeout == 3600
+    assert from_environ({"SAGEVIT_WORKER_TIMEOUT": "10"}).worker_timeout == 10
+    with pytest.raises(ValueError, match="SAGEVIT_WORKER_TIMEOUT must be from 10"):
+        from_environ({"SAGEVIT_WORKER_TIMEOUT": "2"})
+
+
+def test_gunicorn_drains_inside_sagemakers_sigterm_window():
+    """SageMaker sends SIGKILL 30 s after SIGTERM: in-flight requests must end before."""
+    from sagevit_serve import gunicorn_conf
+
+    assert gunicorn_conf.graceful_timeout + 5 <= 30
+    assert gunicorn_conf.timeout == gunicorn_conf._s.worker_timeout
+
+
 def test_batching_defaults_wait_at_most_2_ms():
     s = from_environ({})
     assert (s.threads, s.batch_wait_ms) == (8, 2)

@@ -21,10 +21,12 @@ workers = _s.workers
 # over only complete requests, so no thread ever waits on a slow client.
 worker_class = "gthread"
 threads = _s.threads
-# A worker whose main loop stalls this long is restarted. Loading the model is not a request:
-# post_fork keeps the worker alive through it (SAGEVIT_MODEL_LOAD_TIMEOUT). A slow request is
-# answered 504 by nginx at SageMaker's 60 s (SAGEMAKER_MODEL_SERVER_TIMEOUT).
-timeout = _s.timeout
+# A worker whose main loop goes this long without a beat is restarted (SAGEVIT_WORKER_TIMEOUT,
+# at least SageMaker's 60 s request limit). This is liveness, not a request bound: requests
+# run in threads, and a slow one is answered 504 by nginx at SAGEMAKER_MODEL_SERVER_TIMEOUT.
+# Loading the model is not a request either: post_fork keeps the worker beating through it,
+# up to SAGEVIT_MODEL_LOAD_TIMEOUT.
+timeout = _s.worker_timeout
 # SageMaker sends SIGTERM, then SIGKILL 30 s later: finish in-flight requests within 25 s.
 graceful_timeout = 25
 # Each worker's heartbeat is a file it touches after every request: on a memory-backed file
@@ -69,8 +71,8 @@ def _beat_while_loading(worker) -> None:
     before its first beat, since its heartbeat file starts with a wall-clock time; the
     beat keeps loading safe if that changes.)"""
     deadline = time.monotonic() + _s.load_timeout
-    beat = min(1.0, _s.timeout / 4)  # well inside the timeout, which starts counting at a beat
-    while not worker.sagevit_loaded.wait(beat):
+    # Once a second, as gthread's own loop beats: the worker timeout is ten beats or more.
+    while not worker.sagevit_loaded.wait(1.0):
         if time.monotonic() > deadline:
             worker.log.critical(
                 "cannot serve without a model: it did not load within %d s"

@@ -7,6 +7,7 @@
 | SAGEVIT_BIND_HOST               | 0.0.0.0          | all interfaces in a container; 127.0.0.1 in tests |
 | SAGEMAKER_MODEL_SERVER_WORKERS  | GPUs, else CPUs  | one model per GPU, or one per core (the quota) |
 | SAGEMAKER_MODEL_SERVER_TIMEOUT  | 60               | seconds; SageMaker gives up on a request at 60 |
+| SAGEVIT_WORKER_TIMEOUT          | max(60, request) | seconds a worker's main loop may go without a beat before it is restarted; at least 10 |
 | SAGEMAKER_MAX_PAYLOAD_IN_MB     | 6                | SageMaker's real-time request limit            |
 | SAGEVIT_MODEL_LOAD_TIMEOUT      | 600              | seconds to load and compile the model; not a request, so the request timeout does not apply |
 | SAGEVIT_WORKER_THREADS          | 8                | requests a worker holds at once (decoding, or waiting for the model) |
@@ -33,6 +34,11 @@ from sagevit.machine import available_cpus, given_gpus
 # cannot load stops the container instead of restarting workers forever.
 WORKER_BOOT_ERROR = 3
 
+# gunicorn's gthread worker beats once a second from its main loop, and a little later
+# when a request thread holds the GIL: a liveness timeout near 1 s restarts healthy,
+# even idle, workers. Ten beats is the least that means "stuck", not "busy".
+MIN_WORKER_TIMEOUT = 10
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -40,7 +46,8 @@ class Settings:
     host: str
     port: int
     workers: int
-    timeout: int
+    timeout: int  # seconds nginx waits for an answer (504 after)
+    worker_timeout: int  # seconds gunicorn waits for a worker's beat (restarts it after)
     load_timeout: int
     max_payload_mb: int
     threads: int
@@ -76,12 +83,19 @@ def from_environ(
     workers = _int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", len(gpus) or cpus)
     # Batch transform reads MaxPayloadInMB as a whole number from 0 (unlimited) to 100.
     max_payload_mb = _int(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, minimum=1, maximum=100)
+    timeout = _int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60)
+    # Never restart a worker for a stall shorter than a request may take (one C call, such
+    # as parsing a large JSON body, holds the GIL and so the beat).
+    worker_timeout = _int(
+        environ, "SAGEVIT_WORKER_TIMEOUT", max(60, timeout), minimum=MIN_WORKER_TIMEOUT
+    )
     return Settings(
         model_dir=environ.get("SM_MODEL_DIR", MODEL_DIR),
         host=environ.get("SAGEVIT_BIND_HOST", "0.0.0.0"),
         port=_int(environ, "SAGEMAKER_BIND_TO_PORT", 8080, maximum=65535),
         workers=workers,
-        timeout=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
+        timeout=timeout,
+        worker_timeout=worker_timeout,
         load_timeout=_int(environ, "SAGEVIT_MODEL_LOAD_TIMEOUT", 600),
         max_payload_mb=max_payload_mb,
         threads=_int(environ, "SAGEVIT_WORKER_THREADS", 8, maximum=256),

@@ -40,15 +40,21 @@ def exit_stalled(message: str) -> None:
 class StallWatchdog:
     """`with StallWatchdog(seconds) as watchdog:` ... `watchdog.beat()` after each step.
 
-    A timeout of 0 turns it off (no thread).
+    A timeout of 0 turns it off (no thread). `clock` tells the seconds (tests drive it).
     """
 
-    def __init__(self, timeout: float, on_stall: Callable[[str], None] = exit_stalled) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        on_stall: Callable[[str], None] = exit_stalled,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if timeout < 0:
             raise ValueError(f"the stall timeout must be >= 0 seconds, got {timeout}")
         self.timeout = timeout
         self._on_stall = on_stall
-        self._last_beat = time.monotonic()
+        self._clock = clock
+        self._last_beat = clock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
 
@@ -66,13 +72,13 @@ class StallWatchdog:
             self._thread.join()
 
     def beat(self) -> None:
-        self._last_beat = time.monotonic()
+        self._last_beat = self._clock()
 
     def _watch(self) -> None:
         # Look a few times per timeout, but at least every 10 s, so a stall is acted
         # on at most a quarter-timeout (or 10 s) late.
         while not self._stopped.wait(min(self.timeout / 4, 10.0)):
-            idle = time.monotonic() - self._last_beat
+            idle = self._clock() - self._last_beat
             if idle > self.timeout and not self._stopped.is_set():  # not: just left
                 self._on_stall(
                     f"no training step finished in {idle:.0f} s, nor any data read"

@@ -1,0 +1,53 @@
+"""A test hook that makes the real server slow on purpose, so that tests drive time
+instead of depending on how fast this machine loads a model or answers a request.
+
+Put this folder on PYTHONPATH (Python imports `sitecustomize` at start-up, in `serve`,
+in gunicorn's master and in every worker) and set, in seconds:
+
+    SAGEVIT_TEST_SLOW_LOAD=S     each worker loads its model, then sleeps S more
+    SAGEVIT_TEST_SLOW_PREDICT=S  each model call sleeps S first, after touching
+    SAGEVIT_TEST_PREDICTING=F    (optional) the file F, so a test knows a request is in flight
+
+Sleeping releases the GIL, as waiting on a slow disk or GPU would: the server's own
+threads (the worker's heartbeat while it loads) keep running meanwhile.
+"""
+
+import os
+import time
+
+_LOAD = float(os.environ.get("SAGEVIT_TEST_SLOW_LOAD", "0"))
+_PREDICT = float(os.environ.get("SAGEVIT_TEST_SLOW_PREDICT", "0"))
+
+
+def _slow_loading() -> None:
+    import sagevit_serve.app as app  # no TensorFlow: it starts inside load_predictor
+
+    load = app.load_predictor
+
+    def load_then_sleep(*args, **kwargs):
+        predictor = load(*args, **kwargs)
+        time.sleep(_LOAD)
+        return predictor
+
+    app.load_predictor = load_then_sleep  # wsgi.py imports it from the module after this
+
+
+def _slow_predicting() -> None:
+    from sagevit_serve.predictor import Predictor
+
+    predict = Predictor.predict
+    marker = os.environ.get("SAGEVIT_TEST_PREDICTING")
+
+    def sleep_then_predict(self, images):
+        if marker:
+            open(marker, "a").close()
+        time.sleep(_PREDICT)
+        return predict(self, images)
+
+    Predictor.predict = sleep_then_predict
+
+
+if _LOAD:
+    _slow_loading()
+if _PREDICT:
+    _slow_predicting()
