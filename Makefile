@@ -13,6 +13,8 @@ GPU_FLAGS := $(shell nvidia-smi -L >/dev/null 2>&1 && echo --gpus all)
 LOCAL_DIR ?= build/local
 DATA ?=
 EPOCHS ?=
+# TIME_BUDGET: seconds of training that the schedule spans and that end the run (train, train-local)
+TIME_BUDGET ?=
 PORT ?= 8080
 
 # --- SageMaker (docs/sagemaker.md). Empty means discovered by the scripts/ they call.
@@ -111,8 +113,9 @@ build-standin: ## Build the image on the stand-in TensorFlow base, as CI does; p
 image: # Build IMAGE unless it exists already
 	@docker image inspect $(IMAGE) >/dev/null 2>&1 || $(MAKE) build
 
-train-local: install image ## Train in the image with build/local/opt_ml as /opt/ml (DATA=, EPOCHS=, PRETRAINED=, HYPERPARAMETERS=)
+train-local: install image ## Train in the image with build/local/opt_ml as /opt/ml (DATA=, EPOCHS=, TIME_BUDGET=, PRETRAINED=, HYPERPARAMETERS=)
 	$(PY) -m scripts.demo --image $(IMAGE) --train-only --workdir $(LOCAL_DIR) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+		$(if $(TIME_BUDGET),--hyperparameter time-budget=$(TIME_BUDGET)) \
 		$(if $(PRETRAINED),--pretrained $(PRETRAINED)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair))
 
 serve-local: image ## Serve the train-local model from the image on 127.0.0.1:8080 (PORT=)
@@ -149,11 +152,12 @@ push: install ## Push IMAGE to ECR REPOSITORY:TAG, creating the repository (REGI
 data: install ## Prepare CIFAR-10 (DATA= for an archive/folder) into DATA_DIR and upload it to S3
 	$(PY) -m scripts.prepare_data --source $(or $(DATA),cifar10) --out $(DATA_DIR) --upload $(AWS_ARGS)
 
-train: install ## Launch a SageMaker training job (ROLE=, EPOCHS=, HYPERPARAMETERS=, PRETRAINED=, SPOT=1, WAIT=1)
+train: install ## Launch a SageMaker training job (ROLE=, EPOCHS=, TIME_BUDGET=, HYPERPARAMETERS=, PRETRAINED=, SPOT=1, WAIT=1)
 	$(PY) -m scripts.launch $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
 		--instance-type $(TRAIN_INSTANCE_TYPE) --instance-count $(TRAIN_INSTANCE_COUNT) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(ROLE),--role $(ROLE)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair)) \
+		$(if $(TIME_BUDGET),--hyperparameter time-budget=$(TIME_BUDGET)) \
 		$(if $(PRETRAINED),--pretrained $(PRETRAINED)) $(if $(SPOT),--spot) $(if $(WAIT),--wait)
 
 tune: install ## Launch a hyperparameter tuning job maximising val_accuracy (RANGES=, MAX_JOBS=, PARALLEL_JOBS=, WARM_START=, HYPERPARAMETERS=, WAIT=1)

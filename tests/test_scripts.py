@@ -333,6 +333,14 @@ def test_the_pretrained_channel_reaches_the_job_and_the_local_layout():
         assert "--hyperparameter preset=vit-ti16" in dry.stdout
 
 
+def test_time_budget_reaches_the_job_and_the_local_run_as_a_hyperparameter():
+    for target in ("train", "train-local"):
+        dry = subprocess.run(
+            ["make", "-n", target, "TIME_BUDGET=3600"], capture_output=True, text=True, check=True
+        )
+        assert "--hyperparameter time-budget=3600" in dry.stdout
+
+
 def test_only_could_not_find_means_an_endpoint_is_missing():
     """A throttled or malformed DescribeEndpoint is an error, not a missing endpoint
     (deploy would otherwise create one beside it)."""

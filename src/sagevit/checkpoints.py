@@ -8,8 +8,9 @@ the newest is the one with the highest (epoch, step), whatever the widths. It ho
   * every model variable (weights, and the random-seed states of dropout and
     stochastic depth) and optimizer variable, the iteration count included
     (which is where the learning-rate schedule stands);
-  * the progress: epoch, step, the running sums of the epoch in progress, and the
-    metrics of the finished epochs (so reports cover the whole run).
+  * the progress: epoch, step, the running sums of the epoch in progress, the
+    metrics of the finished epochs (so reports cover the whole run), and the seconds
+    of a time budget spent so far.
 
 It is written under a temporary name in the same folder, flushed and fsync'd,
 then renamed over: a kill during the write leaves a `.tmp` file that is ignored
@@ -45,6 +46,7 @@ class Progress:
     step: int = 0  # training steps already done in it
     sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss, correct, count
     history: list[dict] = field(default_factory=list)  # {"epoch": n, **metrics} per finished epoch
+    elapsed: float = 0.0  # seconds of a time budget spent (`sagevit.budget`); 0 without one
 
 
 def _variables(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> list[Any]:

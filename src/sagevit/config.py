@@ -82,6 +82,7 @@ BOUNDS = {
     "seed": "[0, 2147483647]",
     "keep_checkpoints": "[1, 100000]",
     "stall_timeout": "[0, 31536000]",
+    "time_budget": "[0, 31536000]",
 }
 
 
@@ -143,6 +144,12 @@ class Hyperparameters:
     epochs: int = _field(30, "passes over the training data")
     schedule: str = _field("cosine", "cosine (decay to 0 after warmup) or constant")
     warmup_epochs: float = _field(0.5, "epochs of linear warmup from 0 to the peak rate")
+    time_budget: float = _field(
+        0.0,
+        "seconds of training (compilation and validation in, loading and export out) that the"
+        " schedule spans; the run ends when they are spent, however many epochs that is"
+        " (--epochs then only sets warmup's share: warmup-epochs / epochs); 0: off",
+    )
     label_smoothing: float = _field(0.1, "weight of the uniform distribution in the targets")
     grad_clip: float = _field(1.0, "clip gradients to this global norm; 0 turns it off")
     # Data
@@ -185,6 +192,11 @@ class Hyperparameters:
                 raise ConfigError(
                     f"--{_flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
                 )
+        if self.time_budget and self.schedule == "cosine" and self.warmup_epochs >= self.epochs:
+            raise ConfigError(
+                f"--warmup-epochs {self.warmup_epochs:g} must be below --epochs {self.epochs}"
+                " with a --time-budget: warmup takes their share of the budget"
+            )
         if self.pretrained and not self.pretrained.startswith(HUB_PREFIX):
             raise ConfigError(
                 f"--pretrained must be a hub handle {HUB_PREFIX}ORG/NAME, got {self.pretrained!r}"

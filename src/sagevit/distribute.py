@@ -75,17 +75,20 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     )
 
 
-def all_agree(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:
-    """A function that is True on every worker once any worker passes True: all of them
-    must leave the training loop at the same step, or the next collective would hang."""
+def all_agree(strategy: tf.distribute.Strategy) -> Callable[[bool, float], tuple[bool, float]]:
+    """A function of this worker's (flag, seconds) that returns, on every worker, whether
+    any worker passed True, and the workers' mean seconds: all of them must leave the
+    training loop at the same step (or the next collective would hang), and apply the
+    same time-budget learning rate. One collective a call."""
 
     @tf.function
-    def any_true(flag: tf.Tensor) -> tf.Tensor:
-        per_replica = strategy.run(tf.identity, args=(flag,))
+    def summed(values: tf.Tensor) -> tf.Tensor:
+        per_replica = strategy.run(tf.identity, args=(values,))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-    def agree(local: bool) -> bool:
-        return bool(any_true(tf.constant(1.0 if local else 0.0)).numpy() > 0)
+    def agree(local: bool, seconds: float = 0.0) -> tuple[bool, float]:
+        flags, total = summed(tf.constant([1.0 if local else 0.0, seconds])).numpy()
+        return bool(flags > 0), float(total) / strategy.num_replicas_in_sync
 
     return agree
 

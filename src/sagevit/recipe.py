@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from sagevit.budget import BudgetSchedule, TimeBudget
 from sagevit.checkpoints import CheckpointDir, CheckpointError, Progress
 from sagevit.config import ConfigError, Hyperparameters
 from sagevit.layerwise import LayerwiseAdamW, freeze_backbone, layer_scales
@@ -32,11 +33,14 @@ def choose_jit(setting: str, on_gpus: bool, tokenizer: str) -> bool:
 
 
 def make_schedule(
-    hp: Hyperparameters, steps_per_epoch: int
+    hp: Hyperparameters, steps_per_epoch: int, budget: TimeBudget | None = None
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warmup from 0 to the peak rate, then cosine decay to 0; or a constant rate."""
+    """Linear warmup from 0 to the peak rate, then cosine decay to 0; or a constant rate.
+    With a time `budget`, the warmup and decay span its seconds instead of the epochs."""
     if hp.schedule == "constant":
         return hp.learning_rate
+    if budget is not None:
+        return BudgetSchedule(hp.learning_rate, hp.warmup_epochs / hp.epochs, budget.fraction)
     warmup = int(hp.warmup_epochs * steps_per_epoch)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else hp.learning_rate,
@@ -47,12 +51,12 @@ def make_schedule(
 
 
 def make_optimizer(
-    hp: Hyperparameters, steps_per_epoch: int, model: keras.Model
+    hp: Hyperparameters, steps_per_epoch: int, model: keras.Model, budget: TimeBudget | None = None
 ) -> keras.optimizers.Optimizer:
     """AdamW on the schedule, with gradient clipping by global norm, and with
     `--layer-decay` below 1, a learning rate per layer (`LayerwiseAdamW`)."""
     settings = {"weight_decay": hp.weight_decay, "global_clipnorm": hp.grad_clip or None}
-    schedule = make_schedule(hp, steps_per_epoch)
+    schedule = make_schedule(hp, steps_per_epoch, budget)
     if hp.layer_decay < 1.0:
         scales = layer_scales(model, hp.layer_decay)
         optimizer = LayerwiseAdamW(scales, schedule, **settings)
@@ -70,10 +74,12 @@ def build_model(
     precision: str,
     checkpoints: CheckpointDir | None = None,
     pretrained: Checkpoint | None = None,
+    budget: TimeBudget | None = None,
 ) -> tuple[keras.Model, keras.optimizers.Optimizer, Progress | None]:
     """Model and optimizer in the strategy's scope, started from `pretrained` weights
     (with a new head) if given, restored from the newest readable checkpoint if there
-    is one, and the progress to resume from (None: a fresh run)."""
+    is one, and the progress to resume from (None: a fresh run). With a time `budget`,
+    the schedule spans it."""
     with strategy.scope():
         try:
             model = build_vit(**hp.model_kwargs())
@@ -84,7 +90,7 @@ def build_model(
             load_pretrained(model, pretrained, replace_head=True)
         if hp.freeze_backbone:
             freeze_backbone(model)
-        optimizer = make_optimizer(hp, steps_per_epoch, model)
+        optimizer = make_optimizer(hp, steps_per_epoch, model, budget)
         if precision == "float16":  # float16 gradients underflow without loss scaling
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)  # its slots, mirrored, before any step

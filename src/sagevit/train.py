@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from sagevit.budget import TimeBudget
 from sagevit.checkpoints import CheckpointDir, Progress
 from sagevit.config import (
     ConfigError,
@@ -44,6 +45,9 @@ from sagevit.training import EpochResult, Trainer
 from sagevit.watchdog import StallWatchdog, exit_stalled
 
 log = logging.getLogger(__name__)
+
+# With a time budget, the budget ends the run; the epochs only need an end that none reaches.
+BUDGET_EPOCH_CAP = 1_000_000
 
 
 def run(
@@ -90,9 +94,14 @@ def run(
         watchdog.beat()
         precision, jit_compile = set_compute(hp, gpus)
         checkpoints = CheckpointDir(checkpoint_dir, hp.keep_checkpoints) if checkpoint_dir else None
-        model, optimizer, start = build_model(hp, strategy, data.steps_per_epoch, precision, checkpoints, weights)  # fmt: skip
+        budget = TimeBudget(hp.time_budget) if hp.time_budget else None
+        model, optimizer, start = build_model(hp, strategy, data.steps_per_epoch, precision, checkpoints, weights, budget)  # fmt: skip
         start = start or Progress()
+        last_epoch = BUDGET_EPOCH_CAP if budget is not None else hp.epochs
         log_start(model, data, strategy)
+        if budget is not None:
+            budget.resume(start.elapsed)
+            log_budget(hp, budget)
         trainer = Trainer(model, optimizer, data.batch_size, strategy, jit_compile=jit_compile,
                           label_smoothing=hp.label_smoothing, steps_per_execution=hp.steps_per_execution)  # fmt: skip
         save = None
@@ -100,8 +109,8 @@ def run(
             save = functools.partial(checkpoints.save, model, optimizer)  # (progress) -> None
         with peers_lost(tf_config):
             history = trainer.fit(
-                data.training_batches(strategy, start, hp),
-                hp.epochs,
+                data.training_batches(strategy, start, hp, last_epoch),
+                last_epoch,
                 validation_dataset=data.validation_batches(hp.num_classes),
                 steps_per_epoch=data.steps_per_epoch,
                 progress_bar=progress_bar,
@@ -110,6 +119,7 @@ def run(
                 checkpoint=save,
                 should_stop=should_stop,
                 on_call=watchdog.beat,
+                budget=budget,
             )
         watchdog.beat()
         keras.mixed_precision.set_global_policy("float32")  # later models in this process
@@ -153,16 +163,20 @@ class TrainingData:
         return len(self.train) // self.batch_size
 
     def training_batches(
-        self, strategy: tf.distribute.Strategy, start: Progress, hp: Hyperparameters
+        self,
+        strategy: tf.distribute.Strategy,
+        start: Progress,
+        hp: Hyperparameters,
+        last_epoch: int,
     ) -> tf.distribute.DistributedDataset:
-        """The batches of every epoch from `start` on, one pipeline per worker."""
+        """The batches of every epoch from `start` to `last_epoch`, one pipeline per worker."""
         return strategy.distribute_datasets_from_function(
             functools.partial(  # called with each worker's tf.distribute.InputContext
                 training_batches,
                 self.train,
                 global_batch_size=self.batch_size,
                 steps_per_epoch=self.steps_per_epoch,
-                epochs=range(start.epoch, hp.epochs + 1),
+                epochs=range(start.epoch, last_epoch + 1),
                 skip_steps=start.step,
                 hp=hp,
             )
@@ -216,4 +230,15 @@ def log_start(model: keras.Model, data: TrainingData, strategy: tf.distribute.St
         model.name, model.count_params(), len(data.train), validating,
         strategy.num_replicas_in_sync,
         model.trainable_variables[0].value.device,  # where the training step runs
+    )  # fmt: skip
+
+
+def log_budget(hp: Hyperparameters, budget: TimeBudget) -> None:
+    left = budget.seconds - budget.spent
+    warmup = hp.warmup_epochs / hp.epochs if hp.schedule == "cosine" else 0.0
+    log.info(
+        "time budget %.0f s (%.0f s left): %s; the run ends when it is spent, whatever --epochs",
+        budget.seconds, left,
+        f"warmup over its first {warmup:.1%}, then cosine to 0" if hp.schedule == "cosine"
+        else "a constant learning rate",
     )  # fmt: skip

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import keras
 import tensorflow as tf
 
+from sagevit.budget import TimeBudget
 from sagevit.checkpoints import Progress
 from sagevit.distribute import all_agree
 from sagevit.epoch_log import format_line
@@ -32,6 +33,11 @@ class EpochResult:
     def log_line(self) -> str:
         """The fixed per-epoch line that SageMaker metric_definitions parse."""
         return format_line(self.epoch, self.metrics)
+
+
+# Why an epoch ended before its last step.
+SIGNALLED = "signalled"  # should_stop() turned true on some worker (SIGTERM)
+BUDGET_SPENT = "budget spent"  # the time budget ran out
 
 
 class TrainingStopped(Exception):
@@ -145,14 +151,15 @@ class Trainer:
         steps: int | None,
         progress: keras.utils.Progbar | None = None,
         state: Progress | None = None,
-        should_stop: Callable[[], bool] | None = None,
+        check: Callable[[], str | None] | None = None,
         on_call: Callable[[], None] = no_beat,
-    ) -> tuple[list[float], int, bool]:
+    ) -> tuple[list[float], int, str | None]:
         """Train for `steps` steps of the iterator (None: until it runs dry).
 
-        Returns ([loss sum, correct, count], steps done, stopped early). `state`
-        carries the sums and steps of an epoch resumed part-way; `on_call()` runs
-        and `should_stop` is asked after every call into TensorFlow.
+        Returns ([loss sum, correct, count], steps done, why it ended early or None).
+        `state` carries the sums and steps of an epoch resumed part-way; `on_call()` runs
+        and `check()` (SIGNALLED, BUDGET_SPENT or None) is asked after every call into
+        TensorFlow.
         """
         sums = list(state.sums) if state else [0.0, 0.0, 0.0]
         done_steps = state.step if state else 0
@@ -170,13 +177,14 @@ class Trainer:
                 progress.update(done_steps, values, finalize=False)
             if done < chunk:  # the iterator ran dry
                 break
-            if should_stop is not None and should_stop():
-                return sums, done_steps, True
+            reason = check() if check is not None else None
+            if reason is not None:
+                return sums, done_steps, reason
         if progress is not None:
             progress.update(done_steps, finalize=True)  # end the bar's line before the epoch line
         if sums[2] == 0:
             raise ValueError("an epoch saw no batches: the dataset is smaller than one batch")
-        return sums, done_steps, False
+        return sums, done_steps, None
 
     def _evaluate(
         self, dataset: tf.data.Dataset, on_call: Callable[[], None] = no_beat
@@ -192,6 +200,37 @@ class Trainer:
     def _metrics(sums: list[float]) -> dict[str, float]:
         return {"loss": sums[0] / sums[2], "accuracy": sums[1] / sums[2]}
 
+    def _checks(
+        self, should_stop: Callable[[], bool] | None, budget: TimeBudget | None
+    ) -> Callable[[], str | None] | None:
+        """What `_run_epoch` asks after every call: SIGNALLED once `should_stop()` is true
+        on any worker, BUDGET_SPENT once the budget is; every worker gets the same answer
+        at the same step, and the budget's fraction their mean clock."""
+        if should_stop is None and budget is None:
+            return None
+        agree = all_agree(self.strategy)
+
+        def check() -> str | None:
+            asked = should_stop() if should_stop is not None else False
+            asked, spent = agree(asked, budget.elapsed() if budget is not None else 0.0)
+            if budget is not None:
+                budget.spend(spent)
+            if asked:
+                return SIGNALLED
+            return BUDGET_SPENT if budget is not None and budget.exhausted else None
+
+        return check
+
+    def _validate(
+        self, dataset: tf.data.Dataset, on_call: Callable[[], None], budget: TimeBudget | None
+    ) -> dict[str, float]:
+        """val_loss and val_accuracy; the pass's time is what a budget keeps back for the last."""
+        started = budget.elapsed() if budget is not None else 0.0
+        metrics = self._metrics(self._evaluate(dataset, on_call))
+        if budget is not None:
+            budget.reserve = budget.elapsed() - started
+        return {f"val_{name}": value for name, value in metrics.items()}
+
     def fit(
         self,
         train_data: tf.distribute.DistributedDataset | tf.data.Dataset,
@@ -204,6 +243,7 @@ class Trainer:
         checkpoint: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         on_call: Callable[[], None] = no_beat,
+        budget: TimeBudget | None = None,
     ) -> list[EpochResult]:
         """Train until `epochs`, logging one `epoch=N ...` line after each.
 
@@ -216,19 +256,17 @@ class Trainer:
         `checkpoint(progress)` is called after every epoch and when `should_stop()`
         turns true on any worker, after which fit raises TrainingStopped.
         `on_call()` runs after every call into TensorFlow that trains or evaluates.
+        With `budget`, training ends when it is spent, mid-epoch if need be (that epoch
+        is validated and logged), however many of `epochs` are left.
         """
         state = start or Progress()
         history = [EpochResult(h["epoch"], {k: v for k, v in h.items() if k != "epoch"}) for h in state.history]  # fmt: skip
         whole_run = None
         if steps_per_epoch is not None:  # one stream of every epoch's batches
             whole_run = iter(train_data)
-        stop = None
-        if should_stop is not None:
-            agree = all_agree(self.strategy)
-
-            def stop() -> bool:  # every worker stops at the same step, or none does
-                return agree(should_stop())
-
+        check = self._checks(should_stop, budget)
+        if budget is not None:
+            budget.start()  # compiling the first step counts
         for epoch in range(state.epoch, epochs + 1):
             started = time.perf_counter()
             if whole_run is None:
@@ -241,25 +279,29 @@ class Trainer:
                 progress = keras.utils.Progbar(
                     steps_per_epoch, stateful_metrics=["loss", "accuracy"]
                 )
-            sums, done, stopped = self._run_epoch(iterator, steps, progress, state, stop, on_call)
-            if stopped:
-                state = Progress(epoch, done, sums, state.history)
+            sums, done, ended = self._run_epoch(iterator, steps, progress, state, check, on_call)
+            spent = budget.elapsed() if budget is not None else 0.0
+            if ended == SIGNALLED:
+                state = Progress(epoch, done, sums, state.history, spent)
                 if checkpoint is not None:
                     checkpoint(state)
                 raise TrainingStopped(epoch, done)
             metrics = self._metrics(sums)
             if validation_dataset is not None:
-                val_sums = self._evaluate(validation_dataset, on_call)
-                metrics.update({f"val_{k}": v for k, v in self._metrics(val_sums).items()})
+                metrics.update(self._validate(validation_dataset, on_call, budget))
             metrics["seconds"] = time.perf_counter() - started
             result = EpochResult(epoch, metrics)
             log.info(result.log_line())
             history.append(result)
             state = Progress(
-                epoch + 1, 0, [0.0, 0.0, 0.0], [*state.history, {"epoch": epoch, **metrics}]
-            )
+                epoch + 1, 0, [0.0, 0.0, 0.0], [*state.history, {"epoch": epoch, **metrics}],
+                budget.elapsed() if budget is not None else 0.0,
+            )  # fmt: skip
             if checkpoint is not None:
                 checkpoint(state)
             if on_epoch_end is not None:
                 on_epoch_end(result)
+            if budget is not None and (ended or check() == BUDGET_SPENT):
+                budget.report(epoch - 1 + done / (steps or done), epoch)
+                break
         return history
