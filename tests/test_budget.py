@@ -100,7 +100,9 @@ def test_the_run_ends_when_the_budget_is_spent_mid_epoch(channel, caplog):
     assert budget.spent == 10.0 and float(budget.fraction) == 1.0
     assert float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)  # the cosine's end
     assert int(optimizer.iterations) == 10
-    assert "the time budget of 10 s is spent (10 s): it bought 2.50 epochs (to epoch 3)" in caplog.text
+    assert (
+        "the time budget of 10 s is spent (10 s): it bought 2.50 epochs (to epoch 3)" in caplog.text
+    )
 
 
 def test_validation_time_is_in_the_budget_and_kept_back_for_the_last(channel):

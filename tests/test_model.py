@@ -8,6 +8,7 @@ from sagevit.dropout import Dropout
 from sagevit.export import export_model
 from sagevit.layers import (
     ClassToken,
+    ConvTokenizer,
     EncoderBlock,
     PatchEmbedding,
     PositionEmbedding,
@@ -50,6 +51,25 @@ def test_impossible_shapes_raise_value_error_with_the_values(kwargs, message):
         seed_vit(**kwargs)
 
 
+def test_the_conv_tokenizer_halves_the_grid_once_per_layer():
+    for conv_layers, tokens in ((1, 256), (2, 64), (3, 16)):
+        out = ConvTokenizer(16, conv_layers=conv_layers)(keras.Input((32, 32, 3)))
+        assert tuple(out.shape) == (None, tokens, 16)
+    with pytest.raises(ValueError, match=r"3 conv layer\(s\) needs a size divisible by 8, got 36x36"):  # fmt: skip
+        ConvTokenizer(16, conv_layers=3)(keras.Input((36, 36, 3)))
+    with pytest.raises(ValueError, match="at least one conv layer, got 0"):
+        ConvTokenizer(16, conv_layers=0)
+
+
+def test_one_conv_layer_seven_blocks_of_256_is_cct_7_3x1():
+    """Hassani et al. 2021 (Compact Convolutional Transformers), CCT-7/3x1: 3.76M parameters."""
+    model = seed_vit(
+        tokenizer="conv", conv_layers=1, pooling="sequence", norm_first=True,
+        num_layers=7, d_model=256, num_heads=4, mlp_dim=512, dropout=0.0,
+    )  # fmt: skip
+    assert model.count_params() == 3_765_515
+
+
 def test_layers_check_shapes_themselves():
     with pytest.raises(ValueError, match="image size 30x30 is not divisible by patch size 4"):
         PatchEmbedding(4, 16)(keras.Input((30, 30, 3)))
@@ -66,6 +86,7 @@ def test_layers_check_shapes_themselves():
         EncoderBlock(2, 32, dropout=0.2),
         SelfAttention(2, dropout=0.1),
         Dropout(0.2),
+        ConvTokenizer(16, conv_layers=1),
     ],
 )
 def test_layers_round_trip_through_their_config(layer):

@@ -37,7 +37,7 @@ def tiny_vit(image_size: int = 8, num_classes: int = 5, **overrides: object):
     kwargs = dict(
         image_size=image_size, patch_size=4, num_layers=2, d_model=8, num_heads=HEADS,
         mlp_dim=16, num_classes=num_classes, dropout=0.0, norm_first=True, tokenizer="patch",
-        pooling="class_token", stochastic_depth=0.0, pixel_scale="symmetric",
+        conv_layers=2, pooling="class_token", stochastic_depth=0.0, pixel_scale="symmetric",
     )  # fmt: skip
     return build_vit(**{**kwargs, **overrides})
 

@@ -61,6 +61,7 @@ CHOICES = {
 BOUNDS = {
     "image_size": "[1, 8192]",
     "patch_size": "[1, 8192]",
+    "conv_layers": "[1, 8]",
     "num_layers": "[1, 256]",
     "d_model": "[1, 16384]",
     "num_heads": "[1, 1024]",
@@ -118,6 +119,9 @@ class Hyperparameters:
     dropout: float = _field(0.0, "dropout rate after attention and in the MLP")
     num_classes: int = _field(10, "number of output classes")
     tokenizer: str = _field("conv", "patch (strided conv, ViT) or conv (3x3 conv stem, CCT)")
+    conv_layers: int = _field(
+        2, "conv tokenizer stages (3x3 conv, ReLU, 3x3/2 max-pool), each halving the grid"
+    )
     pooling: str = _field("sequence", "class_token (ViT) or sequence (attention-weighted mean)")
     norm: str = _field("pre", "pre (LayerNorm before each branch) or post (after, the seed's)")
     stochastic_depth: float = _field(0.1, "drop rate of the last block's branches (less before)")
@@ -206,7 +210,14 @@ class Hyperparameters:
     def model_kwargs(self) -> dict[str, Any]:
         """The arguments `build_vit` takes."""
         names = ("image_size", "patch_size", "num_layers", "d_model", "num_heads", "mlp_dim")
-        names += ("num_classes", "dropout", "tokenizer", "pooling", "stochastic_depth")
+        names += (
+            "num_classes",
+            "dropout",
+            "tokenizer",
+            "conv_layers",
+            "pooling",
+            "stochastic_depth",
+        )
         names += ("pixel_scale",)
         return {name: getattr(self, name) for name in names} | {"norm_first": self.norm == "pre"}
 

@@ -222,31 +222,43 @@ class EncoderBlock(layers.Layer):
 class ConvTokenizer(layers.Layer):
     """Compact-Transformer-style tokens from a small conv stem: (B, H, W, C) -> (B, N, D).
 
-    Two 3x3 conv + ReLU + 3x3/2 max-pool stages, so N = (H/4)*(W/4) as with 4x4
-    patches, but each token sees overlapping neighbourhoods: the locality a ViT
-    otherwise has to learn from data.
+    `conv_layers` stages of 3x3 conv + ReLU + 3x3/2 max-pool (`hidden` channels, the last
+    `d_model`), each halving the grid: two (the default) give N = (H/4)*(W/4), as 4x4
+    patches do, one gives CCT-x/3x1's (H/2)*(W/2). Each token sees overlapping
+    neighbourhoods: the locality a ViT otherwise has to learn from data.
     """
 
-    def __init__(self, d_model: int, hidden: int = 64, **kwargs: Any) -> None:
+    def __init__(self, d_model: int, hidden: int = 64, conv_layers: int = 2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if conv_layers < 1:
+            raise ValueError(f"ConvTokenizer needs at least one conv layer, got {conv_layers}")
         self.d_model = d_model
         self.hidden = hidden
-        self.stages = [
-            layers.Conv2D(hidden, 3, padding="same", use_bias=False, activation="relu"),
-            layers.MaxPooling2D(3, strides=2, padding="same"),
-            layers.Conv2D(d_model, 3, padding="same", use_bias=False, activation="relu"),
-            layers.MaxPooling2D(3, strides=2, padding="same"),
-        ]
+        self.conv_layers = conv_layers
+        self.stages = []
+        for i in range(conv_layers):
+            width = d_model if i == conv_layers - 1 else hidden
+            self.stages += [
+                layers.Conv2D(width, 3, padding="same", use_bias=False, activation="relu"),
+                layers.MaxPooling2D(3, strides=2, padding="same"),
+            ]
+
+    @property
+    def stride(self) -> int:
+        return 2**self.conv_layers
 
     def build(self, input_shape: tuple) -> None:
         _, height, width, _ = input_shape
-        if height is None or width is None or height % 4 or width % 4:
-            raise ValueError(f"ConvTokenizer needs a size divisible by 4, got {height}x{width}")
+        if height is None or width is None or height % self.stride or width % self.stride:
+            raise ValueError(
+                f"ConvTokenizer with {self.conv_layers} conv layer(s) needs a size divisible"
+                f" by {self.stride}, got {height}x{width}"
+            )
         shape = input_shape
         for stage in self.stages:
             stage.build(shape)
             shape = stage.compute_output_shape(shape)
-        self.num_tokens = (height // 4) * (width // 4)
+        self.num_tokens = (height // self.stride) * (width // self.stride)
 
     def call(self, images: Any) -> Any:
         x = images
@@ -255,10 +267,12 @@ class ConvTokenizer(layers.Layer):
         return ops.reshape(x, (-1, self.num_tokens, self.d_model))
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return (input_shape[0], (input_shape[1] // 4) * (input_shape[2] // 4), self.d_model)
+        tokens = (input_shape[1] // self.stride) * (input_shape[2] // self.stride)
+        return (input_shape[0], tokens, self.d_model)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "d_model": self.d_model, "hidden": self.hidden}
+        config = {"d_model": self.d_model, "hidden": self.hidden, "conv_layers": self.conv_layers}
+        return {**super().get_config(), **config}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -42,6 +42,7 @@ def build_vit(
     dropout: float,
     norm_first: bool,
     tokenizer: str,
+    conv_layers: int,
     pooling: str,
     stochastic_depth: float,
     pixel_scale: str,
@@ -53,7 +54,8 @@ def build_vit(
     recipe's values, or a preset's); `sagevit.config` documents each one.
 
     tokenizer: "patch" (strided convolution, the original ViT) or "conv" (a small
-        convolutional stem, as in Compact Convolutional Transformers; 4x downsampling).
+        convolutional stem, as in Compact Convolutional Transformers, of `conv_layers`
+        stages that each halve the grid).
     pooling: "class_token" (the original ViT) or "sequence" (attention-weighted mean).
     stochastic_depth: the drop rate of the last block; earlier blocks drop less, linearly.
     pixel_scale: how pixels are scaled first (`scale_pixels`); pretrained weights
@@ -72,7 +74,7 @@ def build_vit(
     if tokenizer == "patch":
         x = PatchEmbedding(patch_size, d_model, name="patch_embedding")(x)  # (B, N, D)
     else:
-        x = ConvTokenizer(d_model, name="conv_tokenizer")(x)  # (B, N, D)
+        x = ConvTokenizer(d_model, conv_layers=conv_layers, name="conv_tokenizer")(x)  # (B, N, D)
     if pooling == "class_token":
         x = ClassToken(name="class_token")(x)  # (B, N+1, D)
     x = PositionEmbedding(name="position_embedding")(x)
