@@ -33,6 +33,7 @@ import numpy as np
 
 from sagevit.config import Hyperparameters, parse_hyperparameters
 from sagevit.contract import TRAIN_FILE
+from sagevit.stem import stage_widths
 from sagevit.train import run
 from scripts.bench_common import (
     DEFAULT_ARCHIVE,
@@ -46,15 +47,30 @@ from scripts.seed_notebook import notebook_fit
 RUNS = {"seed": None, "ours@seed": ["--preset", "seed"], "default": []}  # None: notebook's fit
 
 
-def forward_flops(hp: Hyperparameters) -> float:
-    """Multiply-adds x 2 of one image's forward pass (matrix products and convolutions)."""
-    side, d, heads = hp.image_size, hp.d_model, hp.num_heads
+def tokenizer_flops(hp: Hyperparameters) -> tuple[float, int]:
+    """Multiply-adds x 2 of one image's tokenizer, and the tokens it makes."""
+    side, d = hp.image_size, hp.d_model
     if hp.tokenizer == "patch":
         tokens = (side // hp.patch_size) ** 2
-        flops = tokens * (hp.patch_size**2 * 3) * d * 2
-    else:  # two 3x3 convolutions, the second at half resolution (ConvTokenizer, 64 hidden)
-        tokens = (side // 4) ** 2
-        flops = side**2 * 27 * 64 * 2 + (side // 2) ** 2 * 9 * 64 * d * 2
+        return tokens * (hp.patch_size**2 * 3) * d * 2, tokens
+    flops, channels = 0.0, 3
+    if hp.tokenizer == "conv":  # a 3x3 conv a stage, then a max-pool (64 hidden, the last d)
+        for i in range(hp.conv_layers):
+            width = d if i == hp.conv_layers - 1 else 64
+            flops += (side >> i) ** 2 * 9 * channels * width * 2
+            channels = width
+    else:  # hybrid: a stage's first 3x3 conv before its pool, the second after it
+        for i, width in enumerate(stage_widths(d, hp.conv_layers)):
+            flops += (side >> i) ** 2 * 9 * channels * width * 2
+            flops += (side >> (i + 1)) ** 2 * 9 * width * width * 2
+            channels = width
+    return flops, (side >> hp.conv_layers) ** 2
+
+
+def forward_flops(hp: Hyperparameters) -> float:
+    """Multiply-adds x 2 of one image's forward pass (matrix products and convolutions)."""
+    d, heads = hp.d_model, hp.num_heads
+    flops, tokens = tokenizer_flops(hp)
     length = tokens + (hp.pooling == "class_token")
     per_block = length * d * 4 * d * 2  # queries, keys, values, output projection
     per_block += 2 * heads * length**2 * (d // heads) * 2  # scores, weighted values

@@ -93,7 +93,7 @@ def test_unknown_or_malformed_values_fail_naming_the_option(argv, named):
 
 def test_model_kwargs_feed_build_vit():
     kwargs = Hyperparameters().model_kwargs()
-    assert kwargs["d_model"] == 64 and kwargs["num_classes"] == 10 and kwargs["norm_first"]
+    assert kwargs["d_model"] == 256 and kwargs["num_classes"] == 10 and kwargs["norm_first"]
     assert "learning_rate" not in kwargs
 
 

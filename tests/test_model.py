@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 from conftest import seed_vit
 
+from sagevit.config import parse_hyperparameters
 from sagevit.dropout import Dropout
 from sagevit.export import export_model
 from sagevit.layers import (
@@ -15,6 +16,7 @@ from sagevit.layers import (
     SelfAttention,
 )
 from sagevit.model import build_vit
+from sagevit.stem import ConvStem, stage_widths
 
 # The seed notebook's ViT: image 32, patch 4, 4 layers, d_model 64, 4 heads, mlp 128.
 SEED_PARAMETERS = 142_026
@@ -23,6 +25,22 @@ SEED_PARAMETERS = 142_026
 def test_seed_configuration_parameter_count(seed_hyperparameters):
     model = build_vit(**seed_hyperparameters.model_kwargs())
     assert model.count_params() == SEED_PARAMETERS
+
+
+# Every preset's parameter count: a changed default is a decision, not an accident.
+PRESET_PARAMETERS = {
+    "default": 2_209_739,
+    "fast": 424_555,
+    "v1": 177_419,
+    "seed": SEED_PARAMETERS,
+    "cct-7-3x1": 3_765_515,  # Hassani et al. 2021: CCT-7/3x1, 3.76M
+}
+
+
+@pytest.mark.parametrize(("preset", "parameters"), PRESET_PARAMETERS.items())
+def test_each_presets_parameter_count(preset, parameters):
+    hp = parse_hyperparameters(["--preset", preset])
+    assert build_vit(**hp.model_kwargs()).count_params() == parameters
 
 
 def test_output_is_logits_per_class(images):
@@ -61,6 +79,37 @@ def test_the_conv_tokenizer_halves_the_grid_once_per_layer():
         ConvTokenizer(16, conv_layers=0)
 
 
+def test_the_hybrid_stem_halves_the_grid_and_doubles_the_width_each_stage():
+    assert stage_widths(256, 3) == [64, 128, 256]
+    assert stage_widths(96, 1) == [96]
+    stem = ConvStem(256, stages=3)
+    out = stem(keras.Input((32, 32, 3)))
+    assert tuple(out.shape) == (None, 16, 256)  # 32 / 2^3 = 4, 4x4 tokens
+    kernels = [w.shape for w in stem.weights if w.name == "kernel"]
+    assert kernels == [(3, 3, 3, 64), (3, 3, 64, 64), (3, 3, 64, 128), (3, 3, 128, 128),
+                       (3, 3, 128, 256), (3, 3, 256, 256)]  # fmt: skip
+    with pytest.raises(
+        ValueError, match="d_model 100 is not divisible by 2\\^\\(stages - 1\\) for 4"
+    ):
+        ConvStem(100, stages=4)
+    with pytest.raises(ValueError, match=r"2 stage\(s\) needs a size divisible by 4, got 30x30"):
+        ConvStem(64, stages=2)(keras.Input((30, 30, 3)))
+    with pytest.raises(ValueError, match="at least one stage, got 0"):
+        ConvStem(64, stages=0)
+
+
+def test_the_hybrid_stem_normalises_by_batch_in_training_and_by_running_stats_after():
+    stem = ConvStem(8, stages=1)
+    x = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 3)).astype("float32")
+    np.testing.assert_array_equal(stem(x, training=False), stem(x, training=False))
+    before = [np.array(v) for v in stem.non_trainable_weights]
+    stem(x, training=True)  # updates the moving mean and variance
+    after = [np.array(v) for v in stem.non_trainable_weights]
+    assert len(after) == 4  # two BatchNorms, a moving mean and variance each
+    assert all(not np.allclose(b, a) for b, a in zip(before, after, strict=True))
+    assert not np.allclose(stem(x, training=True), stem(x, training=False))
+
+
 def test_one_conv_layer_seven_blocks_of_256_is_cct_7_3x1():
     """Hassani et al. 2021 (Compact Convolutional Transformers), CCT-7/3x1: 3.76M parameters."""
     model = seed_vit(
@@ -87,6 +136,7 @@ def test_layers_check_shapes_themselves():
         SelfAttention(2, dropout=0.1),
         Dropout(0.2),
         ConvTokenizer(16, conv_layers=1),
+        ConvStem(32, stages=2),
     ],
 )
 def test_layers_round_trip_through_their_config(layer):

@@ -149,23 +149,24 @@ def test_network_guard_covers_subprocesses(tmp_path):
     assert log.read_text() == "resolving 'aws.amazon.com'\n"
 
 
-def test_bench_accuracy_targets_read_the_right_runs():
-    from scripts.bench_accuracy import targets
+def test_bench_accuracy_reads_its_targets_in_seed_epochs():
+    from scripts.bench_accuracy import curve, targets
 
-    def run(accuracies, seconds):
-        return [
-            {"epoch": i + 1, "val_accuracy": a, "seconds": seconds}
-            for i, a in enumerate(accuracies)
-        ]
+    def run(accuracies, seconds, unit=100.0):
+        epochs = [{"epoch": i + 1, "val_accuracy": a, "seconds": seconds} for i, a in enumerate(accuracies)]  # fmt: skip
+        return {"epochs": epochs, "seed_epoch_s": unit, "measured": "now"}
 
     runs = {
-        "default@5": run([0.4, 0.5, 0.6, 0.64, 0.66], 150.0),
-        "default@10": run([0.4] * 9 + [0.71], 150.0),
-        "seed": run([0.3] * 5, 100.0),
+        "default": run([0.5, 0.86, 0.88, 0.91], 2000.0),  # 20 seed-epochs an epoch
+        "fast": run([0.55, 0.62], 40.0),  # 0.8 seed-epochs to 62%
+        "seed": run([0.3, 0.6], 100.0),
     }
+    assert curve(runs["fast"]) == [(0.4, 0.55), (0.8, 0.62)]
     measured = [(row["measured"], row["hit"]) for row in targets(runs)]
-    assert measured == [(0.66, True), (0.71, False), (1.5, True)]
-    assert [row["measured"] for row in targets({})] == [None, None, None]
+    # The best within 60 seed-epochs is epoch 3's (60); epoch 4 (80) is past it.
+    assert measured == [(0.88, True), (0.88, False), (0.8, True), (0.91, True)]
+    assert "(fast)" in targets(runs)[2]["target"]
+    assert [row["hit"] for row in targets({})] == [None, None, None, None]
 
 
 def test_bench_accuracy_resumes_an_interrupted_run_and_then_starts_afresh(tmp_path):
@@ -193,8 +194,13 @@ def test_bench_train_counts_the_seed_models_flops_and_takes_medians():
     seed = parse_hyperparameters(["--preset", "seed"])
     # 64 patches + a class token, 4 blocks of width 64: 21.8 MFLOP forward, 65 with backward.
     assert forward_flops(seed) == pytest.approx(21.8e6, rel=0.01)
-    default = parse_hyperparameters([])
-    assert forward_flops(default) == pytest.approx(43.5e6, rel=0.01)  # the conv stem doubles it
+    v1 = parse_hyperparameters(["--preset", "v1"])
+    assert forward_flops(v1) == pytest.approx(43.5e6, rel=0.01)  # the conv stem doubles it
+    # The hybrid: six 3x3 convs (64 to 256 wide) make 136 of its 170 MFLOP; 16 tokens are cheap.
+    assert forward_flops(parse_hyperparameters([])) == pytest.approx(169.7e6, rel=0.01)
+    # CCT-7/3x1: 1.18 G multiply-adds, as Hassani et al. 2021 (Table 1) give 1.19 G MACs.
+    cct = parse_hyperparameters(["--preset", "cct-7-3x1"])
+    assert forward_flops(cct) == pytest.approx(2.36e9, rel=0.01)
 
     rounds = {"seed": [[9.0, 2.0, 2.0], [9.0, 4.0]], "ours@seed": [[9.0, 1.0], [9.0, 1.5, 0.5]]}
     report = summarise(rounds, 400, {"nominal": 100.0, "matmul": 50.0})

@@ -7,7 +7,11 @@ fixed seed gives the same stream of augmentations.
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
+
+from sagevit.randaugment import rand_augment
 
 
 def crop_flip(images: tf.Tensor, seed: tf.Tensor, pad: int = 4) -> tf.Tensor:
@@ -38,4 +42,107 @@ def mixup(
     image_weight = weight[:, None, None, None]
     images = image_weight * images + (1 - image_weight) * tf.gather(images, partner)
     targets = weight[:, None] * targets + (1 - weight[:, None]) * tf.gather(targets, partner)
+    return images, targets
+
+
+def resized_crop_flip(
+    images: tf.Tensor, seed: tf.Tensor, scale: tuple[float, float] = (0.8, 1.0)
+) -> tf.Tensor:
+    """Inception-style random resized crop (area `scale`, aspect 3/4 to 4/3) and a flip of
+    half, back to the input size: (B, H, W, C)."""
+    batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    seeds = tf.random.experimental.stateless_split(seed, 5)
+    area = tf.random.stateless_uniform([batch], seeds[0], *scale)
+    ratio = tf.exp(tf.random.stateless_uniform([batch], seeds[1], math.log(3 / 4), math.log(4 / 3)))
+    crop_h = tf.minimum(tf.sqrt(area / ratio), 1.0)  # as fractions of the side
+    crop_w = tf.minimum(tf.sqrt(area * ratio), 1.0)
+    top = tf.random.stateless_uniform([batch], seeds[2]) * (1.0 - crop_h)
+    left = tf.random.stateless_uniform([batch], seeds[3]) * (1.0 - crop_w)
+    flip = tf.random.stateless_uniform([batch], seeds[4]) < 0.5
+    x0, x1 = (
+        tf.where(flip, left + crop_w, left),
+        tf.where(flip, left, left + crop_w),
+    )  # x1 < x0 flips
+    boxes = tf.stack([top, x0, top + crop_h, x1], axis=1)  # (B, 4), y0 x0 y1 x1 in [0, 1]
+    return tf.image.crop_and_resize(images, boxes, tf.range(batch), tf.stack([height, width]))
+
+
+def _boxes(shape: tf.Tensor, seed: tf.Tensor, area: tf.Tensor, ratio: tf.Tensor) -> tf.Tensor:
+    """A (B, H, W, 1) mask, 1 inside a box per image of `area` (B,) of the image and
+    aspect `ratio` (B,), centred uniformly at random and clipped at the borders."""
+    batch, height, width = shape[0], shape[1], shape[2]
+    box_h = tf.sqrt(area / ratio) * tf.cast(height, tf.float32)
+    box_w = tf.sqrt(area * ratio) * tf.cast(width, tf.float32)
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    cy = tf.random.stateless_uniform([batch], seeds[0]) * tf.cast(height, tf.float32)
+    cx = tf.random.stateless_uniform([batch], seeds[1]) * tf.cast(width, tf.float32)
+    rows = tf.cast(tf.range(height), tf.float32)[None, :] + 0.5  # (1, H) pixel centres
+    cols = tf.cast(tf.range(width), tf.float32)[None, :] + 0.5
+    in_rows = tf.abs(rows - cy[:, None]) < box_h[:, None] / 2  # (B, H)
+    in_cols = tf.abs(cols - cx[:, None]) < box_w[:, None] / 2  # (B, W)
+    return tf.cast(in_rows[:, :, None, None] & in_cols[:, None, :, None], tf.float32)
+
+
+def random_erasing(images: tf.Tensor, seed: tf.Tensor, probability: float = 0.25) -> tf.Tensor:
+    """Zhong et al. 2020, as timm's `reprob` with `remode=pixel`: a `probability` share of
+    the images get a box (2% to a third of the area, aspect 0.3 to 3.3) of per-pixel noise
+    at the pixels' scale (N(127.5, 63.75), clipped to 0-255)."""
+    batch = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 5)
+    area = tf.random.stateless_uniform([batch], seeds[0], 0.02, 1 / 3)
+    ratio = tf.exp(tf.random.stateless_uniform([batch], seeds[1], math.log(0.3), math.log(3.3)))
+    mask = _boxes(tf.shape(images), seeds[2], area, ratio)
+    erase = tf.random.stateless_uniform([batch], seeds[3]) < probability
+    mask *= tf.cast(erase, tf.float32)[:, None, None, None]
+    noise = tf.clip_by_value(127.5 + 63.75 * tf.random.stateless_normal(tf.shape(images), seeds[4]), 0, 255)  # fmt: skip
+    return mask * noise + (1 - mask) * images
+
+
+def cutmix(
+    images: tf.Tensor, targets: tf.Tensor, seed: tf.Tensor, alpha: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Yun et al. 2019: paste a box of another example of the batch into each, its area
+    1 - lambda, lambda ~ Beta(alpha, alpha); labels weighted by the area actually pasted."""
+    batch = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    gamma_a = tf.random.stateless_gamma([batch], seeds[0], alpha)
+    gamma_b = tf.random.stateless_gamma([batch], seeds[1], alpha)
+    kept = gamma_a / (gamma_a + gamma_b)  # Beta(alpha, alpha), (B,)
+    mask = _boxes(tf.shape(images), seeds[2], 1.0 - kept, tf.ones_like(kept))  # square boxes
+    partner = tf.random.experimental.stateless_shuffle(tf.range(batch), seeds[3])
+    images = (1 - mask) * images + mask * tf.gather(images, partner)
+    pasted = tf.reduce_mean(mask, axis=[1, 2, 3])[:, None]  # (B, 1), after clipping
+    return images, (1 - pasted) * targets + pasted * tf.gather(targets, partner)
+
+
+def augment_batch(
+    images: tf.Tensor,
+    targets: tf.Tensor,
+    seed: tf.Tensor,
+    augment: str,
+    mixup_alpha: float = 0.0,
+    cutmix_alpha: float = 0.0,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """One training batch's augmentation: `augment`'s pixel operations, then mixup or
+    cutmix (with both, each batch takes one of them, evenly, as timm's switch does).
+    `seed` is (4,): the first two for the pixels, the last two for the mixing."""
+    pixels, mixing = seed[:2], seed[2:]
+    if augment == "crop_flip":
+        images = crop_flip(images, pixels)
+    elif augment == "rand_augment":
+        crop, operations, erasing = tf.unstack(tf.random.experimental.stateless_split(pixels, 3))
+        images = resized_crop_flip(images, crop)
+        images = rand_augment(tf.clip_by_value(images, 0, 255), operations)
+        images = random_erasing(images, erasing)
+    if mixup_alpha > 0 and cutmix_alpha > 0:
+        choice, mixing = tf.unstack(tf.random.experimental.stateless_split(mixing, 2))
+        return tf.cond(
+            tf.random.stateless_uniform([], choice) < 0.5,
+            lambda: cutmix(images, targets, mixing, cutmix_alpha),
+            lambda: mixup(images, targets, mixing, mixup_alpha),
+        )
+    if mixup_alpha > 0:
+        return mixup(images, targets, mixing, mixup_alpha)
+    if cutmix_alpha > 0:
+        return cutmix(images, targets, mixing, cutmix_alpha)
     return images, targets

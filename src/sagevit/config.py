@@ -1,6 +1,8 @@
 """Hyperparameters: the one place that names them and sets their defaults.
 
-The field defaults are the project's default recipe. `--preset seed` swaps in
+The field defaults are the project's default recipe (a hybrid ViT: a BatchNorm conv
+stem, two transformer blocks); `--preset fast` is a small one for a budget of a minute,
+`--preset v1` the default before it (a CCT-style stem, four blocks). `--preset seed` swaps in
 the AWS sample notebook this project grew from (a post-norm ViT with patch
 tokens and a class token, AdamW at a constant 3e-4, no augmentation: about 60%
 on CIFAR-10 after 50 epochs); `--preset vit-ti16|vit-s16|vit-b16` the published
@@ -46,11 +48,11 @@ def parse_switch(text: str) -> str:
 # The choices of the string-valued fields.
 CHOICES = {
     "preset": tuple(PRESETS),
-    "tokenizer": ("patch", "conv"),
+    "tokenizer": ("patch", "conv", "hybrid"),
     "pooling": ("class_token", "sequence"),
     "norm": ("pre", "post"),
     "pixel_scale": ("unit", "symmetric", "imagenet"),
-    "augment": ("none", "crop_flip"),
+    "augment": ("none", "crop_flip", "rand_augment"),
     "schedule": ("cosine", "constant"),
     "jit_compile": ("auto", "true", "false"),
     "mixed_precision": ("auto", "float32", "bfloat16", "float16"),
@@ -78,6 +80,7 @@ BOUNDS = {
     "label_smoothing": "[0, 1)",
     "grad_clip": "[0, 1000000]",
     "mixup": "[0, 1000]",
+    "cutmix": "[0, 1000]",
     "validation_split": "[0, 1)",
     "steps_per_execution": "[1, 100000]",
     "seed": "[0, 2147483647]",
@@ -106,21 +109,28 @@ SWITCHES = ("jit_compile",)
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    preset: str = _field("default", "default (this project's recipe) or seed (the notebook's)")
+    preset: str = _field(
+        "default",
+        "default (this project's recipe), fast, v1 (the old default), seed (the notebook's),"
+        " cct-7-3x1 (a published recipe for GPUs) or vit-ti16, vit-s16, vit-b16 (fine-tuning)",
+    )
     # Model
     image_size: int = _field(32, "input height and width in pixels")
     patch_size: int = _field(
         4, "side of each square patch (patch tokenizer); must divide image_size"
     )
-    num_layers: int = _field(4, "number of transformer encoder blocks")
-    d_model: int = _field(64, "token width")
+    num_layers: int = _field(2, "number of transformer encoder blocks")
+    d_model: int = _field(256, "token width")
     num_heads: int = _field(4, "attention heads per block; must divide d_model")
-    mlp_dim: int = _field(128, "hidden width of each block's MLP")
+    mlp_dim: int = _field(512, "hidden width of each block's MLP")
     dropout: float = _field(0.0, "dropout rate after attention and in the MLP")
     num_classes: int = _field(10, "number of output classes")
-    tokenizer: str = _field("conv", "patch (strided conv, ViT) or conv (3x3 conv stem, CCT)")
+    tokenizer: str = _field(
+        "hybrid",
+        "patch (strided conv, ViT), conv (3x3 conv stem, CCT) or hybrid (BatchNorm conv stem)",
+    )
     conv_layers: int = _field(
-        2, "conv tokenizer stages (3x3 conv, ReLU, 3x3/2 max-pool), each halving the grid"
+        3, "conv and hybrid tokenizer stages, each halving the grid (hybrid: doubling the width)"
     )
     pooling: str = _field("sequence", "class_token (ViT) or sequence (attention-weighted mean)")
     norm: str = _field("pre", "pre (LayerNorm before each branch) or post (after, the seed's)")
@@ -140,14 +150,14 @@ class Hyperparameters:
         1.0, "layer-wise learning-rate decay: block i of L learns at rate x decay^(L-i); 1: off"
     )
     # Optimisation: AdamW, linear warmup then cosine decay
-    learning_rate: float = _field(1e-3, "AdamW peak learning rate")
+    learning_rate: float = _field(2e-3, "AdamW peak learning rate")
     weight_decay: float = _field(
         0.05, "AdamW decoupled weight decay (not on norms, biases, embeddings)"
     )
-    batch_size: int = _field(64, "global batch size, summed over all devices")
+    batch_size: int = _field(128, "global batch size, summed over all devices")
     epochs: int = _field(30, "passes over the training data")
     schedule: str = _field("cosine", "cosine (decay to 0 after warmup) or constant")
-    warmup_epochs: float = _field(0.5, "epochs of linear warmup from 0 to the peak rate")
+    warmup_epochs: float = _field(1.0, "epochs of linear warmup from 0 to the peak rate")
     time_budget: float = _field(
         0.0,
         "seconds of training (compilation and validation in, loading and export out) that the"
@@ -157,8 +167,15 @@ class Hyperparameters:
     label_smoothing: float = _field(0.1, "weight of the uniform distribution in the targets")
     grad_clip: float = _field(1.0, "clip gradients to this global norm; 0 turns it off")
     # Data
-    augment: str = _field("crop_flip", "none, or crop_flip: 4-pixel pad, random crop, flip")
+    augment: str = _field(
+        "crop_flip",
+        "none; crop_flip: 4-pixel pad, random crop, flip; rand_augment: random resized crop,"
+        " flip, RandAugment (2 ops, magnitude 9, std 0.5), random erasing 0.25 (timm's)",
+    )
     mixup: float = _field(0.0, "mixup Beta(alpha, alpha) parameter; 0 turns it off")
+    cutmix: float = _field(
+        0.0, "cutmix Beta(alpha, alpha) parameter; 0: off; with mixup, each batch takes one"
+    )
     validation_split: float = _field(
         0.0, "without a validation channel, hold out this fraction of train (fixed seed)"
     )

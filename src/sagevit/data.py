@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from sagevit import images
-from sagevit.augment import crop_flip, mixup
+from sagevit.augment import augment_batch
 from sagevit.config import CHOICES, Hyperparameters
 from sagevit.npz import NpzError, read_npz
 from sagevit.watchdog import no_beat
@@ -263,6 +263,7 @@ def make_dataset(
     seed: int | tf.Tensor = 0,
     augment: str = "none",
     mixup_alpha: float = 0.0,
+    cutmix_alpha: float = 0.0,
     epoch: int | tf.Tensor | None = None,
     examples: tf.data.Dataset | None = None,
 ) -> tf.data.Dataset:
@@ -272,8 +273,8 @@ def make_dataset(
     Training batches are reshuffled every epoch (or, given `epoch`, shuffled in an
     order fixed by seed and epoch, so a resumed epoch can skip what it had done),
     drop the last partial batch, so every step has the same shape and the step
-    function is traced once, and are augmented (`augment`, then mixup if
-    `mixup_alpha` > 0). Evaluation batches keep every example and are never
+    function is traced once, and are augmented (`augment`, then mixup and/or
+    cutmix: `sagevit.augment.augment_batch`). Evaluation batches keep every example and are never
     augmented. `examples` (default `split.examples()`) may be a shard of them.
     """
     if augment not in CHOICES["augment"]:
@@ -288,22 +289,17 @@ def make_dataset(
         lambda images, labels: (tf.cast(images, tf.float32), tf.one_hot(labels, num_classes)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    if training and (augment != "none" or mixup_alpha > 0):
+    if training and (augment != "none" or mixup_alpha > 0 or cutmix_alpha > 0):
         if epoch is None:  # fresh seeds on every pass
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
         else:  # seeds from (seed, epoch, batch number): the same wherever the epoch runs
             seeds = tf.data.Dataset.counter().map(lambda i: tf.stack([seed, i, seed + 1, i]))
 
-        def augment_batch(batch: tuple, seed_pair: tf.Tensor) -> tuple:
-            images, targets = batch
-            if augment == "crop_flip":
-                images = crop_flip(images, seed_pair[:2])
-            if mixup_alpha > 0:
-                images, targets = mixup(images, targets, seed_pair[2:], mixup_alpha)
-            return images, targets
+        def augmented(batch: tuple, seed_pair: tf.Tensor) -> tuple:
+            return augment_batch(*batch, seed_pair, augment, mixup_alpha, cutmix_alpha)
 
         dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            augment_batch, num_parallel_calls=tf.data.AUTOTUNE
+            augmented, num_parallel_calls=tf.data.AUTOTUNE
         )
     if split.resized:  # after augmenting: cropping small images is cheaper
         size = (split.image_size, split.image_size)
@@ -338,7 +334,8 @@ def training_batches(
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
         batches = make_dataset(
             split, per_replica, training=True, num_classes=hp.num_classes, seed=hp.seed,
-            augment=hp.augment, mixup_alpha=hp.mixup, epoch=epoch, examples=examples,
+            augment=hp.augment, mixup_alpha=hp.mixup, cutmix_alpha=hp.cutmix, epoch=epoch,
+            examples=examples,
         )  # fmt: skip
         return batches.take(steps_per_epoch * per_step)
 

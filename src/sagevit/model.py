@@ -21,6 +21,7 @@ from sagevit.layers import (
     PositionEmbedding,
     SequencePooling,
 )
+from sagevit.stem import ConvStem
 
 BLOCK_PREFIX = "encoder_block_"  # block i is the layer named encoder_block_{i}
 
@@ -55,7 +56,8 @@ def build_vit(
 
     tokenizer: "patch" (strided convolution, the original ViT) or "conv" (a small
         convolutional stem, as in Compact Convolutional Transformers, of `conv_layers`
-        stages that each halve the grid).
+        stages that each halve the grid) or "hybrid" (a BatchNorm conv stem of
+        `conv_layers` two-conv stages, `sagevit.stem`, as the ViT paper's hybrids).
     pooling: "class_token" (the original ViT) or "sequence" (attention-weighted mean).
     stochastic_depth: the drop rate of the last block; earlier blocks drop less, linearly.
     pixel_scale: how pixels are scaled first (`scale_pixels`); pretrained weights
@@ -73,8 +75,10 @@ def build_vit(
     x = scale_pixels(pixel_scale)(images)  # 0-255 -> what the weights expect
     if tokenizer == "patch":
         x = PatchEmbedding(patch_size, d_model, name="patch_embedding")(x)  # (B, N, D)
-    else:
+    elif tokenizer == "conv":
         x = ConvTokenizer(d_model, conv_layers=conv_layers, name="conv_tokenizer")(x)  # (B, N, D)
+    else:
+        x = ConvStem(d_model, stages=conv_layers, name="conv_stem")(x)  # (B, N, D)
     if pooling == "class_token":
         x = ClassToken(name="class_token")(x)  # (B, N+1, D)
     x = PositionEmbedding(name="position_embedding")(x)
