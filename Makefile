@@ -139,7 +139,7 @@ bench-decode: install ## CPU time and memory of the costliest image bodies the d
 bench-train: install ## Training speed: our loop vs the seed notebook's fit, alternating rounds (DATA=); writes bench/results/train.json
 	$(PY) -m scripts.bench_train $(if $(DATA),--data $(DATA))
 
-bench-accuracy: install ## Validation accuracy by epoch, default recipe vs the seed's (DATA=, RUNS=); writes bench/results/accuracy.json
+bench-accuracy: install ## Time to accuracy in seed-epochs: default, fast, v1, seed (DATA=, RUNS=); writes bench/results/accuracy.json, .png
 	$(PY) -m scripts.bench_accuracy $(if $(DATA),--data $(DATA)) $(if $(RUNS),--runs $(RUNS))
 
 bench-finetune: install ## ViT-Ti/16 fine-tuning at 224 on this CPU, weight conversion time, serving latency; writes bench/results/finetune.json

@@ -3,12 +3,15 @@ and against the usual hand-written one.
 
     python -m scripts.bench_serve [--seconds 10] [--workers N] [--out bench/results/serve.json]
 
-Same run, same model (the seed-sized ViT), one request after another per client:
+Same run, one request after another per client, the default model (random weights:
+speed does not depend on them) unless named:
   * ours:     `serve` (nginx, gunicorn threads, batching), with N workers and with 1;
+  * ours_v1:  `serve` with the old default model (`--preset v1`), N workers: what the
+              new default costs per request;
   * before:   `serve` as it was when issue 13 was filed (commit BASELINE, sync workers,
               no nginx, no batching), N workers, run from a `git archive` of that commit;
   * naive:    Flask calling `model.predict` per request (written below), N workers;
-  * floor:    the model's own throughput in this process, in a tight loop.
+  * floor:    each model's own throughput in this process, in a tight loop.
 Cases: 1 image as JSON, 1 image as JPEG, 64 images as npy, each at concurrency 1 and 8.
 Prints a table and the targets, and writes JSON.
 """
@@ -172,14 +175,14 @@ def in_process_floor(model_dir: Path, seconds: float) -> dict:
     return result
 
 
-def export_seed_model(model_dir: Path) -> Path:
-    """The seed-sized ViT (random weights: speed does not depend on them), exported."""
-    from sagevit.config import Hyperparameters
+def export_preset_model(model_dir: Path, preset: str = "default") -> Path:
+    """A preset's ViT (random weights: speed does not depend on them), exported."""
+    from sagevit.config import parse_hyperparameters
     from sagevit.data import CIFAR10_CLASSES
     from sagevit.export import export_model
     from sagevit.model import build_vit
 
-    hp = Hyperparameters()
+    hp = parse_hyperparameters(["--preset", preset])
     export_model(build_vit(**hp.model_kwargs()), model_dir, CIFAR10_CLASSES, hp.to_dict())
     return model_dir
 
@@ -231,6 +234,7 @@ def targets(report: dict) -> list[dict]:
     over_naive = _rate(report, "ours", "json_1_c8") / _rate(report, "naive", "json_1_c8")
     npy_images_per_s = _rate(report, "ours", "npy_64_c8") * 64
     share = npy_images_per_s / report["floor"]["batch_64_images_per_s"]
+    over_v1 = p50 / report["ours_v1"]["json_1_c1"]["p50_ms"]
     rows = [
         ("1 worker: concurrency 8 vs 1", ">= 2.5x", f"{scaling:.2f}x", scaling >= 2.5),
         (f"concurrency 8 vs before ({BASELINE})", ">= 2x", f"{over_before:.2f}x", over_before >= 2),
@@ -243,6 +247,7 @@ def targets(report: dict) -> list[dict]:
         ("p50 at concurrency 1 (goal)", "<= 2 ms", f"{p50:.2f} ms", p50 <= 2),
         ("concurrency 8 vs naive", ">= 20x", f"{over_naive:.1f}x", over_naive >= 20),
         ("64-image npy vs in-process images/s", ">= 60%", f"{share:.0%}", share >= 0.6),
+        ("p50 at concurrency 1, default vs v1 model", "<= 2x", f"{over_v1:.2f}x", over_v1 <= 2),
     ]  # fmt: skip  (one JSON image a request, unless the target says otherwise)
     return [dict(zip(("target", "goal", "measured", "hit"), row, strict=True)) for row in rows]
 
@@ -252,7 +257,7 @@ def print_table(report: dict) -> None:
     for case, batch in CASES:
         for concurrency in CONCURRENCY:
             key = f"{case}_c{concurrency}"
-            for server in ("ours", "ours_1_worker", "before", "naive"):
+            for server in ("ours", "ours_v1", "ours_1_worker", "before", "naive"):
                 r = report[server].get(key)
                 if r is None:
                     continue
@@ -260,8 +265,9 @@ def print_table(report: dict) -> None:
                     f"{key:<12}{server:<15}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
                     f"{r['requests_per_s']:>9.1f}{r['requests_per_s'] * batch:>9.0f}{r['errors']:>7}"
                 )
-    floor = report["floor"]
-    print(f"\nin-process floor: {floor['batch_1_images_per_s']:.0f} img/s at batch 1, {floor['batch_64_images_per_s']:.0f} img/s at batch 64")  # fmt: skip
+    for model, key in (("default", "floor"), ("v1", "floor_v1")):
+        floor = report[key]
+        print(f"in-process floor, {model} model: {floor['batch_1_images_per_s']:.0f} img/s at batch 1, {floor['batch_64_images_per_s']:.0f} img/s at batch 64")  # fmt: skip
     print(f"\n{'target':<50}{'goal':<11}{'measured':<11}hit")
     for t in report["targets"]:
         print(f"{t['target']:<50}{t['goal']:<11}{t['measured']:<11}{'yes' if t['hit'] else 'MISSED'}")  # fmt: skip
@@ -277,11 +283,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    model_dir = export_seed_model(args.workdir / "model")
+    model_dir = export_preset_model(args.workdir / "model")
+    v1_dir = export_preset_model(args.workdir / "model-v1", "v1")
     report: dict = {"workers": args.workers, "cpus": os.cpu_count(), "seconds": args.seconds}
     all_cases, json_only, workdir = [case for case, _ in CASES], ["json_1"], args.workdir
     servers = {
         "ours": (lambda port: start_server(model_dir, port, args.workers), all_cases),
+        "ours_v1": (lambda port: start_server(v1_dir, port, args.workers), all_cases),
         "ours_1_worker": (lambda port: start_server(model_dir, port, 1), json_only),
         "before": (lambda port: start_baseline(model_dir, port, args.workers, workdir), all_cases),
         "naive": (lambda port: start_naive(model_dir, port, args.workers), json_only),
@@ -290,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port = free_port()
         report[name] = bench_server(name, start(port), port, args.seconds, cases)
     report["floor"] = in_process_floor(model_dir, args.seconds)
+    report["floor_v1"] = in_process_floor(v1_dir, args.seconds)
     report["targets"] = targets(report)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -180,9 +180,29 @@ def test_execution_parameters_match_the_server_limits(predictor):
     client = create_app(predictor, max_payload_mb=6, max_concurrent_transforms=3).test_client()
     assert client.get("/execution-parameters").json == {
         "MaxConcurrentTransforms": 3,
-        "BatchStrategy": "MULTI_RECORD",
+        "BatchStrategy": "MultiRecord",
         "MaxPayloadInMB": 6,
     }
+
+
+def test_execution_parameters_are_what_the_sdks_local_batch_transform_reads(predictor, monkeypatch):  # fmt: skip
+    """The SDK's local transform job takes BatchStrategy from this answer and hands it to
+    its strategy factory (sagemaker.local.entities, then sagemaker.local.data)."""
+    # Importing the SDK looks up a region; keep it off the instance metadata address.
+    for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    from sagemaker.local.data import (
+        MultiRecordStrategy,
+        get_batch_strategy_instance,
+        get_splitter_instance,
+    )
+
+    from sagevit_serve.app import create_app
+
+    answer = create_app(predictor).test_client().get("/execution-parameters").json
+    strategy = get_batch_strategy_instance(answer["BatchStrategy"], get_splitter_instance(None))
+    assert isinstance(strategy, MultiRecordStrategy)
 
 
 def test_large_batches_are_split_into_buckets(client, predictor):

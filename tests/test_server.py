@@ -131,7 +131,7 @@ def test_multirecord_batch_transform_lines_up_through_gunicorn(server, images):
     """JSON documents one per line, packed as SageMaker packs them, answered as JSON lines."""
     url, _, _ = server
     limits = json.loads(request(f"{url}/execution-parameters")[1])
-    assert limits["BatchStrategy"] == "MULTI_RECORD" and limits["MaxPayloadInMB"] == 6
+    assert limits["BatchStrategy"] == "MultiRecord" and limits["MaxPayloadInMB"] == 6
     data = b"".join(json.dumps(image.tolist()).encode() + b"\n" for image in images)
 
     def post(body: bytes) -> tuple[int, bytes]:

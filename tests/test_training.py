@@ -119,3 +119,18 @@ def test_run_hands_the_runtime_switches_to_the_trainer(
     monkeypatch.setattr(sagevit.train, "Trainer", Spy)
     run(parse_hyperparameters(["--epochs", "1", "--num-layers", "1", *flags]), channel, tmp_path)
     assert seen["jit_compile"] is jit_compile and seen["steps_per_execution"] == steps
+
+
+@pytest.mark.slow
+def test_the_cct_7_3x1_preset_trains_with_its_whole_recipe(channel, tmp_path):
+    """The GPU preset at full size (3.77M parameters) with its RandAugment, erasing, mixup
+    and cutmix, for two short epochs; its few hundred steps on CIFAR-10 are in
+    docs/benchmarks.md (too slow for a test on CPUs)."""
+    import json
+
+    flags = ["--preset", "cct-7-3x1", "--epochs", "2", "--warmup-epochs", "0.5", "--batch-size", "16"]  # fmt: skip
+    history = run(parse_hyperparameters(flags), channel, tmp_path / "model", validation_dir=channel)
+    assert [r.epoch for r in history] == [1, 2]
+    assert all(np.isfinite(r.metrics["loss"]) and r.metrics["loss"] > 0 for r in history)
+    saved = json.loads((tmp_path / "model" / "metadata.json").read_text())["hyperparameters"]
+    assert (saved["augment"], saved["mixup"], saved["cutmix"], saved["num_layers"]) == ("rand_augment", 0.8, 1.0, 7)  # fmt: skip

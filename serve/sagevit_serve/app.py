@@ -90,7 +90,7 @@ def create_app(
         """What SageMaker batch transform asks a container for its limits."""
         return jsonify(
             MaxConcurrentTransforms=max_concurrent_transforms,
-            BatchStrategy="MULTI_RECORD",
+            BatchStrategy="MultiRecord",  # the API's spelling (the SDKs read it back)
             MaxPayloadInMB=int(max_payload_mb),
         )
 
