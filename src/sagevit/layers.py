@@ -218,6 +218,21 @@ class EncoderBlock(layers.Layer):
         }
 
 
+def build_in_sequence(
+    stages: list[layers.Layer], input_shape: tuple, stride: int, what: str
+) -> int:
+    """Build conv stages one after another on (B, H, W, C) images whose sides `stride`
+    must divide; return the tokens left, (H / stride) * (W / stride)."""
+    _, height, width, _ = input_shape
+    if height is None or width is None or height % stride or width % stride:
+        raise ValueError(f"{what} needs a size divisible by {stride}, got {height}x{width}")
+    shape = input_shape
+    for stage in stages:
+        stage.build(shape)
+        shape = stage.compute_output_shape(shape)
+    return (height // stride) * (width // stride)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ConvTokenizer(layers.Layer):
     """Compact-Transformer-style tokens from a small conv stem: (B, H, W, C) -> (B, N, D).
@@ -248,17 +263,8 @@ class ConvTokenizer(layers.Layer):
         return 2**self.conv_layers
 
     def build(self, input_shape: tuple) -> None:
-        _, height, width, _ = input_shape
-        if height is None or width is None or height % self.stride or width % self.stride:
-            raise ValueError(
-                f"ConvTokenizer with {self.conv_layers} conv layer(s) needs a size divisible"
-                f" by {self.stride}, got {height}x{width}"
-            )
-        shape = input_shape
-        for stage in self.stages:
-            stage.build(shape)
-            shape = stage.compute_output_shape(shape)
-        self.num_tokens = (height // self.stride) * (width // self.stride)
+        what = f"ConvTokenizer with {self.conv_layers} conv layer(s)"
+        self.num_tokens = build_in_sequence(self.stages, input_shape, self.stride, what)
 
     def call(self, images: Any) -> Any:
         x = images

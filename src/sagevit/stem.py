@@ -18,7 +18,7 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from sagevit.layers import PACKAGE
+from sagevit.layers import PACKAGE, build_in_sequence
 
 
 def stage_widths(d_model: int, stages: int) -> list[int]:
@@ -61,18 +61,9 @@ class ConvStem(layers.Layer):
         return 2**self.stages
 
     def build(self, input_shape: tuple) -> None:
-        _, height, width, _ = input_shape
-        if height is None or width is None or height % self.stride or width % self.stride:
-            raise ValueError(
-                f"ConvStem with {self.stages} stage(s) needs a size divisible by"
-                f" {self.stride}, got {height}x{width}"
-            )
-        shape = input_shape
-        for group in self.groups:
-            for layer in group:
-                layer.build(shape)
-                shape = layer.compute_output_shape(shape)
-        self.num_tokens = (height // self.stride) * (width // self.stride)
+        layers_in_order = [layer for group in self.groups for layer in group]
+        what = f"ConvStem with {self.stages} stage(s)"
+        self.num_tokens = build_in_sequence(layers_in_order, input_shape, self.stride, what)
 
     def call(self, images: Any, training: bool | None = None) -> Any:
         x = images
