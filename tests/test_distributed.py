@@ -24,6 +24,7 @@ from conftest import (
     write_image_tree,
 )
 
+import sagevit
 from sagevit.config import parse_hyperparameters
 from sagevit.data import Split, training_batches
 from sagevit.distribute import tf_config, worker_count
@@ -101,6 +102,22 @@ sys.exit(sagevit.entry.main(sys.argv[1:]))
 
 def losses(output: str) -> list[float]:
     return [float(x) for x in re.findall(r" epoch=\d+ loss=([0-9.]+)", output)]
+
+
+def test_importing_the_trainer_leaves_tensorflow_unstarted():
+    """MultiWorkerMirroredStrategy configures collective ops at startup; a tensor built when a
+    module is imported starts TensorFlow first, and every multi-host job then dies with
+    "Collective ops must be configured at program startup"."""
+    modules = sorted(p.stem for p in Path(sagevit.__file__).parent.glob("*.py"))
+    code = (
+        "import importlib, tensorflow as tf\n"
+        f"for name in {modules!r}: importlib.import_module('sagevit.' + name)\n"
+        "tf.config.threading.set_intra_op_parallelism_threads(1)  # raises once started\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -21,7 +21,9 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-GRAY = tf.constant([0.299, 0.587, 0.114])  # ITU-R 601 luma weights, as PIL's convert("L")
+# ITU-R 601 luma weights, as PIL's convert("L"). A tuple, not a tf.constant: a tensor built at
+# import would start TensorFlow's context before MultiWorkerMirroredStrategy can configure it.
+GRAY = (0.299, 0.587, 0.114)
 FILL = 128.0  # what affine operations bring in at the borders (timm's grey)
 
 
@@ -33,7 +35,7 @@ def _blend(degenerate: tf.Tensor, images: tf.Tensor, factor: tf.Tensor) -> tf.Te
 
 
 def _gray(images: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_sum(images * GRAY, axis=-1, keepdims=True)  # (B, H, W, 1)
+    return tf.reduce_sum(images * tf.constant(GRAY), axis=-1, keepdims=True)  # (B, H, W, 1)
 
 
 def _affine(images: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
