@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -40,9 +41,9 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.started)
 
 
-def run_child(module: str, name: str, workdir: Path, *args: str) -> list[dict]:
+def run_child(module: str, name: str, workdir: Path, *args: str) -> Any:
     """Run `python -m module --child name ...` in a fresh process (no run inherits another's
-    threads, memory or compiled functions) and return the epochs it wrote."""
+    threads, memory or compiled functions) and return the JSON it wrote."""
     out = workdir / f"{name}.json"
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", module, "--child", name, "--workdir", str(workdir), *args]

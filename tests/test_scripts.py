@@ -197,10 +197,15 @@ def test_bench_accuracy_resumes_an_interrupted_run_and_then_starts_afresh(tmp_pa
     first = run(hp, channel, tmp_path / "model", channel, checkpoint_dir=checkpoints)
     assert list(checkpoints.iterdir())
 
-    epochs = our_recipe(channel, tmp_path, "default@2", tiny_flags(epochs=2))
+    result = our_recipe(channel, tmp_path, "default@2", tiny_flags(epochs=2))
+    epochs = result["epochs"]
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert epochs[0] == {"epoch": 1, **first[0].metrics}  # resumed, not trained again
     assert not checkpoints.exists()  # the next measurement starts from scratch
+    # The exported model, evaluated again on the same validation images, scores what the
+    # last epoch's validation did; flip TTA is scored beside it.
+    assert result["flip_tta"]["plain"] == pytest.approx(epochs[-1]["val_accuracy"], abs=1e-6)
+    assert 0.0 <= result["flip_tta"]["flip_tta"] <= 1.0
 
 
 def test_bench_train_counts_the_seed_models_flops_and_takes_medians():

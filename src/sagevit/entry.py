@@ -31,6 +31,7 @@ from sagevit.contract import CHECKPOINT_DIR, MODEL_DIR
 from sagevit.data import DataError
 from sagevit.distribute import WorkerLost, tf_config
 from sagevit.gpu import GpuUnavailable
+from sagevit.outputs import OutputError
 from sagevit.pretrained import HUB_ENDPOINT, download
 from sagevit.signals import StopOnSigterm
 from sagevit.train import run
@@ -54,7 +55,7 @@ class JobPaths:
 
 
 # Errors a job's user can act on: one sentence each, never a traceback.
-USER_ERRORS = (ConfigError, DataError, GpuUnavailable, WorkerLost)
+USER_ERRORS = (ConfigError, DataError, GpuUnavailable, OutputError, WorkerLost)
 
 
 def launch(

@@ -37,6 +37,7 @@ from sagevit.distribute import choose_strategy, is_chief, peers_lost
 from sagevit.export import export_model
 from sagevit.gpu import Device, log_devices, require_gpus
 from sagevit.machine import given_gpus
+from sagevit.outputs import ensure_writable
 from sagevit.pretrained import find_weights_file, read_checkpoint
 from sagevit.recipe import build_model, choose_jit, choose_precision
 from sagevit.reports import TensorBoardLogger, write_reports
@@ -65,7 +66,8 @@ def run(
     dev_dir: str | Path = "/dev",
     pretrained_dir: str | Path | None = None,
 ) -> list[EpochResult]:
-    """Load the channels, train, and export to `model_dir`. Raises ConfigError or DataError.
+    """Load the channels, train, and export to `model_dir`. Raises ConfigError, DataError,
+    or OutputError (a folder it writes is unwritable: checked before training starts).
 
     With `output_data_dir`, also write history.png and metrics.json there; with
     `tensorboard_dir`, per-epoch TensorBoard scalars. With `checkpoint_dir`, resume
@@ -84,6 +86,7 @@ def run(
     if not chief:  # workers other than the chief write only to scratch space
         scratch = Path(tempfile.mkdtemp(prefix="sagevit-worker-"))
         model_dir, output_data_dir, tensorboard_dir = scratch / "model", None, None
+    check_outputs(model_dir, output_data_dir, tensorboard_dir, checkpoint_dir)
     keras.utils.set_random_seed(hp.seed)
     # The watchdog fails a job stuck reading a channel (a hung network filesystem), or
     # stuck in a collective: every worker may wait for the others from model building
@@ -129,6 +132,21 @@ def run(
     if scratch is not None:
         shutil.rmtree(scratch, ignore_errors=True)
     return history
+
+
+def check_outputs(
+    model_dir: str | Path,
+    output_data_dir: str | Path | None,
+    tensorboard_dir: str | Path | None,
+    checkpoint_dir: str | Path | None,
+) -> None:
+    """Fail in the first second, not after training, if a folder the job writes is
+    read-only or otherwise unwritable (OutputError, one sentence for the failure file)."""
+    folders = {"the model": model_dir, "the reports": output_data_dir,
+               "TensorBoard logs": tensorboard_dir, "checkpoints": checkpoint_dir}  # fmt: skip
+    for what, folder in folders.items():
+        if folder is not None:
+            ensure_writable(folder, what)
 
 
 def start_devices(
