@@ -5,6 +5,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# SDK=3: make train, deploy and predict through SageMaker SDK v3 (ModelTrainer, sagemaker.core
+# resources) from their own venv, made on first use; SDK v2 (Estimator) is the default.
+SDK ?= 2
+SDK3_VENV ?= .venv-sdk3
+SDK_PY = $(if $(filter 3,$(SDK)),PYTHONPATH=src:.:$$PYTHONPATH $(SDK3_VENV)/bin/python,$(PY))
+SDK_VENV = $(if $(filter 3,$(SDK)),$(SDK3_VENV)/.installed,install)
 IMAGE ?= sagevit:latest
 BASE_IMAGE ?= tensorflow/tensorflow:2.21.0-gpu
 STANDIN_IMAGE ?= sagevit:standin
@@ -80,6 +86,11 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 
 install: $(VENV)/.installed ## Create .venv and install the project with its dev tools
 
+$(SDK3_VENV)/.installed: requirements-sdk3.txt
+	$(PYTHON) -m venv $(SDK3_VENV)
+	$(SDK3_VENV)/bin/pip install --quiet -r requirements-sdk3.txt
+	touch $@
+
 test: install ## Run every test, slow ones included (what CI runs)
 	$(PY) -m pytest -m "slow or not slow" --durations=15
 
@@ -152,8 +163,8 @@ push: install ## Push IMAGE to ECR REPOSITORY:TAG, creating the repository (REGI
 data: install ## Prepare CIFAR-10 (DATA= for an archive/folder) into DATA_DIR and upload it to S3
 	$(PY) -m scripts.prepare_data --source $(or $(DATA),cifar10) --out $(DATA_DIR) --upload $(AWS_ARGS)
 
-train: install ## Launch a SageMaker training job (ROLE=, EPOCHS=, TIME_BUDGET=, HYPERPARAMETERS=, PRETRAINED=, SPOT=1, WAIT=1)
-	$(PY) -m scripts.launch $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
+train: $(SDK_VENV) ## Launch a SageMaker training job (ROLE=, EPOCHS=, TIME_BUDGET=, HYPERPARAMETERS=, PRETRAINED=, SPOT=1, WAIT=1, SDK=3)
+	$(SDK_PY) -m scripts.launch --sdk $(SDK) $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
 		--instance-type $(TRAIN_INSTANCE_TYPE) --instance-count $(TRAIN_INSTANCE_COUNT) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(ROLE),--role $(ROLE)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair)) \
@@ -167,8 +178,8 @@ tune: install ## Launch a hyperparameter tuning job maximising val_accuracy (RAN
 		$(foreach r,$(RANGES),--range $(r)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair)) \
 		$(if $(WARM_START),--warm-start $(WARM_START)) $(if $(WAIT),--wait)
 
-deploy: install ## Deploy the newest (or JOB=) training job's model to endpoint ENDPOINT (SERVERLESS=memory_mb or ASYNC=s3://output for those kinds)
-	$(PY) -m scripts.deploy $(AWS_ARGS) --endpoint $(ENDPOINT) $(if $(JOB),--job $(JOB)) $(if $(ROLE),--role $(ROLE)) \
+deploy: $(SDK_VENV) ## Deploy the newest (or JOB=) training job's model to endpoint ENDPOINT (SERVERLESS=memory_mb or ASYNC=s3://output for those kinds; SDK=3)
+	$(SDK_PY) -m scripts.deploy --sdk $(SDK) $(AWS_ARGS) --endpoint $(ENDPOINT) $(if $(JOB),--job $(JOB)) $(if $(ROLE),--role $(ROLE)) \
 		$(if $(SERVERLESS),--serverless $(SERVERLESS),--instance-type $(SERVE_INSTANCE_TYPE) --instance-count $(SERVE_INSTANCE_COUNT)) \
 		$(if $(ASYNC),--async-output $(ASYNC)) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(MODEL_DATA),--model-data $(MODEL_DATA))
@@ -178,14 +189,14 @@ transform: install ## Batch-transform the S3 prefix INPUT (KIND=images|npy|jsonl
 		$(if $(OUTPUT),--output $(OUTPUT)) $(if $(JOB),--job $(JOB)) $(if $(ROLE),--role $(ROLE)) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(MODEL_DATA),--model-data $(MODEL_DATA)) $(if $(WAIT),--wait)
 
-predict: install ## Evaluate ENDPOINT (or URL=) on TEST_DATA: accuracy, confusion matrix PNG, per-class table
-	$(PY) -m scripts.evaluate --data $(TEST_DATA) --out $(EVAL_DIR) \
+predict: $(SDK_VENV) ## Evaluate ENDPOINT (or URL=) on TEST_DATA: accuracy, confusion matrix PNG, per-class table (SDK=3)
+	$(SDK_PY) -m scripts.evaluate --sdk $(SDK) --data $(TEST_DATA) --out $(EVAL_DIR) \
 		$(if $(URL),--url $(URL),--endpoint $(ENDPOINT) $(if $(AWS_REGION),--region $(AWS_REGION)))
 
 delete-endpoint: install ## Delete SageMaker endpoint ENDPOINT, its endpoint config and its model, in AWS
 	$(PY) -m scripts.cleanup --endpoint $(ENDPOINT) $(if $(AWS_REGION),--region $(AWS_REGION))
 
 # Local outputs only (see .gitignore); .venv and bench/results (measurements) stay.
-clean: ## Remove local build outputs: build/, dist/ and Python caches (not .venv, not bench/results)
+clean: ## Remove local build outputs: build/, dist/ and Python caches (not the venvs, not bench/results)
 	rm -rf build dist .pytest_cache .ruff_cache .hypothesis
 	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -63,10 +63,13 @@ def resolve_role(role: str | None, sm_session: Any) -> str:
     """The execution role: as given, else the notebook's own role when run inside SageMaker."""
     if role:
         return role
-    import sagemaker
+    try:
+        from sagemaker import get_execution_role  # SDK v2
+    except ImportError:
+        from sagemaker.core.helper.session_helper import get_execution_role  # SDK v3
 
     try:
-        return sagemaker.get_execution_role(sm_session)
+        return get_execution_role(sm_session)
     except ValueError:
         raise SystemExit(
             "no execution role: pass ROLE=arn:aws:iam::ACCOUNT:role/NAME (see docs/sagemaker.md)"

@@ -21,6 +21,7 @@ from typing import Any
 from scripts.aws import (
     PROJECT,
     add_session_arguments,
+    boto_session,
     console_url,
     describe_endpoint,
     latest_training_job,
@@ -136,10 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--env", action="append", metavar="KEY=VALUE", help="more server settings (repeatable)"
     )
     parser.add_argument("--no-wait", action="store_true", help="return before it is InService")
+    parser.add_argument("--sdk", choices=["2", "3"], default="2", help="SageMaker SDK: v2 Model.deploy, v3 sagemaker.core resources")  # fmt: skip
     args = parser.parse_args(argv)
 
     mode = choose_mode(args)
-    session = sagemaker_session(args.region, args.bucket)
+    if args.sdk == "3":
+        from scripts import sdk3
+
+        session = sdk3.session(boto_session(args.region), args.bucket)
+    else:
+        session = sagemaker_session(args.region, args.bucket)
     client = session.sagemaker_client
     if describe_endpoint(client, args.endpoint) is not None:
         raise SystemExit(
@@ -161,7 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     environment = parse_pairs(args.env, "--env")
     log.info("deploying a %s endpoint %s", mode.name, args.endpoint)
     try:
-        deploy(source, role, session, args.endpoint, mode, environment, wait=not args.no_wait)
+        if args.sdk == "3":
+            sdk3.deploy(source.model_data, source.image_uri, role, session.boto_session,
+                        args.endpoint, mode, environment, wait=not args.no_wait)  # fmt: skip
+        else:
+            deploy(source, role, session, args.endpoint, mode, environment, wait=not args.no_wait)
     except Exception as error:
         raise SystemExit(undo_failed_deploy(client, args.endpoint, error)) from None
     print(f"endpoint: {args.endpoint}")

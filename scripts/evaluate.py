@@ -34,17 +34,29 @@ def _request_body(images: np.ndarray) -> bytes:
     return json.dumps({"instances": images.tolist()}).encode()
 
 
-def endpoint_predictor(endpoint: str, region: str | None = None) -> PredictFn:
-    runtime = boto_session(region).client("sagemaker-runtime")
+def endpoint_predictor(endpoint: str, region: str | None = None, sdk: str = "2") -> PredictFn:
+    """Batches to a SageMaker endpoint: boto3's InvokeEndpoint (what SDK v2's Predictor
+    sends), or with `sdk` "3", SDK v3's `Endpoint.invoke`."""
+    boto = boto_session(region)
+    if sdk == "3":
+        from scripts import sdk3
+
+        def send(body: bytes) -> bytes:
+            return sdk3.invoke(boto, endpoint, body, "application/json")
+    else:
+        runtime = boto.client("sagemaker-runtime")
+
+        def send(body: bytes) -> bytes:
+            response = runtime.invoke_endpoint(
+                EndpointName=endpoint,
+                ContentType="application/json",
+                Accept="application/json",
+                Body=body,
+            )
+            return response["Body"].read()
 
     def predict(images: np.ndarray) -> np.ndarray:
-        response = runtime.invoke_endpoint(
-            EndpointName=endpoint,
-            ContentType="application/json",
-            Accept="application/json",
-            Body=_request_body(images),
-        )
-        return np.asarray(json.loads(response["Body"].read())["predictions"])
+        return np.asarray(json.loads(send(_request_body(images)))["predictions"])
 
     return predict
 
@@ -176,13 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=128, help="images per request")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--out", type=Path, default=Path("build/evaluation"), help="output folder")
+    parser.add_argument("--sdk", choices=["2", "3"], default="2", help="for --endpoint: 3 invokes through SDK v3")  # fmt: skip
     args = parser.parse_args(argv)
 
     images, labels, class_names = load_test_set(args.data)
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
     if args.endpoint:
-        predict = endpoint_predictor(args.endpoint, args.region)
+        predict = endpoint_predictor(args.endpoint, args.region, args.sdk)
     elif args.url:
         predict = url_predictor(args.url)
     else:

@@ -26,6 +26,7 @@ from scripts.aws import (
     DATA_PREFIX,
     PROJECT,
     add_session_arguments,
+    boto_session,
     console_url,
     ecr_registry,
     parse_pairs,
@@ -49,7 +50,7 @@ def job_hyperparameters(pairs: dict[str, str], epochs: int | None) -> dict[str, 
 def build_estimator(
     image_uri: str,
     role: str,
-    session: Any,
+    sm_session: Any,
     hyperparameters: dict[str, str],
     instance_type: str,
     instance_count: int = 1,
@@ -64,7 +65,7 @@ def build_estimator(
     from sagemaker.debugger import TensorBoardOutputConfig
     from sagemaker.estimator import Estimator
 
-    output_path = output_path or f"s3://{session.default_bucket()}/{PROJECT}/output"
+    output_path = output_path or f"s3://{sm_session.default_bucket()}/{PROJECT}/output"
     return Estimator(
         image_uri=image_uri,
         role=role,
@@ -74,7 +75,7 @@ def build_estimator(
         metric_definitions=metric_definitions(),
         output_path=output_path,
         base_job_name=PROJECT,
-        sagemaker_session=session,
+        sagemaker_session=sm_session,
         use_spot_instances=spot,
         max_run=max_run,
         # Spot: how long to wait for capacity plus run; SageMaker requires >= max_run.
@@ -110,6 +111,39 @@ def job_channels(
     return channels
 
 
+def start_with_sdk2(
+    trainer_args: dict[str, Any], channels: dict[str, str], checkpoint: str | None, wait: bool
+) -> str:
+    """`Estimator.fit` (SDK v2); with spot, checkpoints default to .../checkpoints/JOB."""
+    from sagemaker.utils import name_from_base
+
+    job_name = name_from_base(PROJECT)
+    bucket = trainer_args["sm_session"].default_bucket()
+    if trainer_args["spot"] and not checkpoint:
+        checkpoint = f"s3://{bucket}/{PROJECT}/checkpoints/{job_name}"
+    estimator = build_estimator(**trainer_args, checkpoint_s3_uri=checkpoint)
+    estimator.fit(channels, job_name=job_name, wait=wait, logs="All" if wait else "None")
+    return job_name
+
+
+def start_with_sdk3(
+    trainer_args: dict[str, Any], channels: dict[str, str], checkpoint: str | None, wait: bool
+) -> str:
+    """`ModelTrainer.train` (SDK v3), which names the job itself; with spot, checkpoints
+    default to v3's own per-job prefix (s3://BUCKET/sagevit/JOB/checkpoints)."""
+    from scripts import sdk3
+
+    trainer = sdk3.model_trainer(**trainer_args, checkpoint_s3_uri=checkpoint,
+                                 checkpoints=trainer_args["spot"] or bool(checkpoint))  # fmt: skip
+    return sdk3.train(trainer, channels, wait)
+
+
+def sdk3_session(region: str | None, bucket: str | None) -> Any:
+    from scripts import sdk3
+
+    return sdk3.session(boto_session(region), bucket)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = script_parser(__doc__)
     add_session_arguments(parser)
@@ -139,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--tag-resource", action="append", metavar="KEY=VALUE", help="job tags")
     parser.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
+    parser.add_argument("--sdk", choices=["2", "3"], default="2", help="SageMaker SDK: v2 Estimator, v3 ModelTrainer")  # fmt: skip
     args = parser.parse_args(argv)
 
     try:
@@ -147,31 +182,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ConfigError as error:
         raise SystemExit(f"bad hyperparameter: {error}") from None
-    from sagemaker.utils import name_from_base
-
-    session = sagemaker_session(args.region, args.bucket)
-    bucket = session.default_bucket()
+    sdk3 = args.sdk == "3"
+    session = sdk3_session(args.region, args.bucket) if sdk3 else sagemaker_session(args.region, args.bucket)  # fmt: skip
     image_uri = args.image_uri or default_image_uri(session, args.repository, args.tag)
-    job_name = name_from_base(PROJECT)
-    checkpoint = args.checkpoint_s3_uri or (
-        f"s3://{bucket}/{PROJECT}/checkpoints/{job_name}" if args.spot else None
-    )
-    estimator = build_estimator(
-        image_uri,
-        resolve_role(args.role, session),
-        session,
-        hyperparameters,
-        args.instance_type,
-        args.instance_count,
+    trainer_args = dict(
+        image_uri=image_uri,
+        role=resolve_role(args.role, session),
+        sm_session=session,
+        hyperparameters=hyperparameters,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
         spot=args.spot,
         max_run=args.max_run,
         max_wait=args.max_wait,
-        checkpoint_s3_uri=checkpoint,
         tags=parse_pairs(args.tag_resource, "--tag-resource"),
     )
-    channels = job_channels(bucket, args.train, args.validation, args.pretrained)
-    log.info("launching %s with %s on %s", job_name, image_uri, args.instance_type)
-    estimator.fit(channels, job_name=job_name, wait=args.wait, logs="All" if args.wait else "None")
+    channels = job_channels(session.default_bucket(), args.train, args.validation, args.pretrained)
+    log.info("launching a job with %s on %s (SDK v%s)", image_uri, args.instance_type, args.sdk)
+    start = start_with_sdk3 if sdk3 else start_with_sdk2
+    job_name = start(trainer_args, channels, args.checkpoint_s3_uri, args.wait)
     region = session.boto_region_name
     print(f"training job: {job_name}")
     print(f"console:      {console_url(region, 'jobs', job_name)}")

@@ -185,6 +185,17 @@ def image() -> str:
 
 
 @pytest.fixture(scope="session")
+def sdk3_python() -> Path:
+    """The Python of .venv-sdk3 (SageMaker SDK v3), made by its make target if missing."""
+    # Not under the network guard: pip reaches the package index.
+    result = subprocess.run(["make", "-s", ".venv-sdk3/.installed"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=1800)  # fmt: skip
+    if result.returncode != 0:
+        pytest.fail(f"making .venv-sdk3 failed:\n{result.stdout}\n{result.stderr[-4000:]}")
+    return ROOT / ".venv-sdk3" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
 def images() -> np.ndarray:
     return make_shapes(8, seed=3)[0]
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
-from conftest import run_make
+from conftest import guarded_env, run_make
 
+from sagevit.config import parse_hyperparameters
 from sagevit.epoch_log import metric_definitions
 from scripts.aws import latest_training_job
 from scripts.push import ecr_credentials, ensure_repository
@@ -129,9 +130,10 @@ def make(aws_env: dict, tmp_path: Path, target: str, *assignments: str) -> str:
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def launched(moto, aws_env, tmp_path_factory) -> tuple[str, str]:
-    """(job name, stdout) of one `make train` with spot, checkpoints and the seed's values."""
+@pytest.fixture(scope="module", params=["2", "3"], ids=["sdk2", "sdk3"])
+def launched(request, moto, aws_env, tmp_path_factory) -> tuple[str, str, str]:
+    """(job name, stdout, SDK) of one `make train` with spot, checkpoints and the seed's
+    values: through SDK v2's Estimator, and through v3's ModelTrainer (`SDK=3`, its own venv)."""
     pairs = " ".join(f"{k}={v}" for k, v in SEED_HYPERPARAMETERS.items())
     recorder(moto[0], "reset-recording")
     recorder(moto[0], "start-recording")
@@ -146,10 +148,11 @@ def launched(moto, aws_env, tmp_path_factory) -> tuple[str, str]:
         f"HYPERPARAMETERS={pairs}",
         "TRAIN_INSTANCE_TYPE=ml.g5.2xlarge",
         "SPOT=1",
+        f"SDK={request.param}",
     )
     recorder(moto[0], "stop-recording")
     job = re.search(r"training job: (\S+)", stdout).group(1)
-    return job, stdout
+    return job, stdout, request.param
 
 
 def test_data_upload_lands_in_s3(aws_env, aws, tmp_path):
@@ -183,7 +186,7 @@ def test_train_sends_our_metric_definitions(launched, moto):
 
 
 def test_train_creates_the_job_the_sdk_describes(launched, aws):
-    job_name, stdout = launched
+    job_name, stdout, sdk = launched
     assert job_name.startswith("sagevit-")
     assert (
         f"https://{REGION}.console.aws.amazon.com/sagemaker/home?region={REGION}#/jobs/{job_name}"
@@ -194,8 +197,13 @@ def test_train_creates_the_job_the_sdk_describes(launched, aws):
     algorithm = job["AlgorithmSpecification"]
     assert algorithm["TrainingImage"] == IMAGE_URI
     assert job["RoleArn"] == ROLE
-    # Strings, exactly as written: the toolkit turns them back into --key value.
+    # Strings, exactly as written: the toolkit turns them back into --key value, which
+    # our parser reads to the same values whichever SDK sent them.
     assert job["HyperParameters"] == {**SEED_HYPERPARAMETERS, "epochs": "3"}
+    argv = [word for key, value in job["HyperParameters"].items() for word in (f"--{key}", value)]
+    assert parse_hyperparameters(argv) == parse_hyperparameters(
+        [w for k, v in {**SEED_HYPERPARAMETERS, "epochs": "3"}.items() for w in (f"--{k}", v)]
+    )
     channels = {
         c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]
     }
@@ -206,7 +214,9 @@ def test_train_creates_the_job_the_sdk_describes(launched, aws):
     assert job["ResourceConfig"]["InstanceType"] == "ml.g5.2xlarge"
     assert job["ResourceConfig"]["InstanceCount"] == 1
     assert job["EnableManagedSpotTraining"] is True
-    assert job["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/sagevit/checkpoints/{job_name}"
+    # v2's prefix is ours; ModelTrainer names the job itself, so v3's is its own default.
+    checkpoints = {"2": f"sagevit/checkpoints/{job_name}", "3": f"sagevit/{job_name}/checkpoints"}
+    assert job["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/{checkpoints[sdk]}"
     assert job["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
     stopping = job["StoppingCondition"]
     assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"] == 24 * 3600
@@ -233,9 +243,10 @@ def test_latest_training_job_is_the_newest_completed(launched, aws):
 
 
 def test_deploy_then_clean(launched, aws_env, aws, tmp_path):
-    job_name, _ = launched
+    """`make deploy` through v2's Model.deploy, and `SDK=3` through sagemaker.core's resources."""
+    job_name, _, sdk = launched
     sagemaker = aws("sagemaker")
-    stdout = make(aws_env, tmp_path, "deploy", f"JOB={job_name}", "ENDPOINT=sagevit-test")
+    stdout = make(aws_env, tmp_path, "deploy", f"JOB={job_name}", "ENDPOINT=sagevit-test", f"SDK={sdk}")  # fmt: skip
     assert "#/endpoints/sagevit-test" in stdout
 
     endpoint = sagemaker.describe_endpoint(EndpointName="sagevit-test")
@@ -273,8 +284,10 @@ def test_push_creates_the_ecr_repository_once_and_logs_in(aws_env, aws):
     assert user == "AWS" and password and "://" not in host
 
 
-def test_make_predict_evaluates_an_endpoint_batch_by_batch(moto, aws_env, tmp_path):
-    """moto's runtime answers InvokeEndpoint from a queue: right for 2 batches, wrong for 1."""
+@pytest.mark.parametrize("sdk", ["2", "3"])
+def test_make_predict_evaluates_an_endpoint_batch_by_batch(moto, aws_env, tmp_path, sdk):
+    """moto's runtime answers InvokeEndpoint from a queue: right for 2 batches, wrong for 1.
+    SDK=3 sends them through v3's Endpoint.invoke."""
     labels = np.arange(300) % 10
     test_data = tmp_path / "testing.npz"
     images = np.broadcast_to(
@@ -303,6 +316,7 @@ def test_make_predict_evaluates_an_endpoint_batch_by_batch(moto, aws_env, tmp_pa
         "ENDPOINT=sagevit-eval",
         f"TEST_DATA={test_data}",
         f"EVAL_DIR={out}",
+        f"SDK={sdk}",
     )
     assert "accuracy 0.5733 on 300 images" in stdout  # (128 + 44) / 300
     summary = json.loads((out / "evaluation.json").read_text())
@@ -649,3 +663,37 @@ def test_transform_end_to_end_against_the_served_container(toolkit_run, aws, tmp
         assert [row["class"] for row in rows] == [names[i] for i in expected[:count].argmax(axis=1)]
         got = np.array([[float(row[name]) for name in names] for row in rows])
         np.testing.assert_allclose(got, expected[:count], atol=1e-4)
+
+
+def docs_snippet(marker: str) -> str:
+    """The Python block of docs/sagemaker.md whose first line names `marker`."""
+    text = (Path(__file__).parents[1] / "docs" / "sagemaker.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    (block,) = [b for b in blocks if marker in b.splitlines()[0]]
+    return block
+
+
+def test_the_docs_sdk3_snippet_trains_deploys_and_invokes_against_moto(moto, aws_env, aws, sdk3_python, tmp_path):  # fmt: skip
+    """docs/sagemaker.md's notebook-style v3 code, run as written by v3 against moto."""
+    answer = {"predictions": [[0.1] * 10]}
+    queue = {"region": REGION, "results": [{"Body": json.dumps(answer), "ContentType": "application/json"}]}  # fmt: skip
+    urllib.request.urlopen(urllib.request.Request(
+        f"{moto[0]}/moto-api/static/sagemaker/endpoint-results",
+        data=json.dumps(queue).encode(), headers={"Content-Type": "application/json"}))  # fmt: skip
+    guard = tmp_path / "guard.log"
+    root = Path(__file__).parents[1]
+    result = subprocess.run([str(sdk3_python), "-c", docs_snippet("docs test: sdk3")], cwd=root,
+                            env=guarded_env(guard, **aws_env), capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert not (guard.exists() and guard.read_text()), guard.read_text()
+    assert json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"')) == answer["predictions"]  # fmt: skip
+    sagemaker = aws("sagemaker")
+    (job,) = [j for j in sagemaker.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]
+              if sagemaker.describe_training_job(TrainingJobName=j["TrainingJobName"])
+              ["AlgorithmSpecification"]["TrainingImage"].endswith("sagevit:latest")]  # fmt: skip
+    described = sagemaker.describe_training_job(TrainingJobName=job["TrainingJobName"])
+    assert described["HyperParameters"] == {"epochs": "30", "learning_rate": "2e-3"}
+    assert sagemaker.describe_endpoint(EndpointName="sagevit-v3")["EndpointStatus"] == "InService"
+    model = sagemaker.describe_model(ModelName="sagevit-v3")["PrimaryContainer"]
+    assert model["ModelDataUrl"] == described["ModelArtifacts"]["S3ModelArtifacts"]
