@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,24 @@ log = logging.getLogger("aws")
 
 PROJECT = "sagevit"  # base job name, default repository and endpoint, tag value
 DATA_PREFIX = f"{PROJECT}/data"  # s3://BUCKET/sagevit/data/{train,validation}/
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """The training job `make train` and `make tune` ask for, whichever SDK sends it
+    (scripts.launch.build_estimator for v2, scripts.sdk3.model_trainer for v3)."""
+
+    image_uri: str
+    role: str
+    hyperparameters: dict[str, str]  # strings, as SageMaker passes them on
+    instance_type: str
+    instance_count: int = 1
+    output_path: str | None = None  # default: s3://BUCKET/sagevit/output
+    spot: bool = False
+    max_run: int = 24 * 3600  # seconds of training
+    max_wait: int | None = None  # spot: seconds of waiting plus training (default 2 x max_run)
+    checkpoint_s3_uri: str | None = None  # synced with /opt/ml/checkpoints
+    tags: dict[str, str] = field(default_factory=dict)  # besides project=sagevit
 
 
 def script_parser(doc: str | None) -> argparse.ArgumentParser:

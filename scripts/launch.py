@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sagevit.config import ConfigError, parse_hyperparameters
@@ -25,6 +26,7 @@ from sagevit.epoch_log import metric_definitions
 from scripts.aws import (
     DATA_PREFIX,
     PROJECT,
+    JobSpec,
     add_session_arguments,
     boto_session,
     console_url,
@@ -47,45 +49,32 @@ def job_hyperparameters(pairs: dict[str, str], epochs: int | None) -> dict[str, 
     return hyperparameters
 
 
-def build_estimator(
-    image_uri: str,
-    role: str,
-    sm_session: Any,
-    hyperparameters: dict[str, str],
-    instance_type: str,
-    instance_count: int = 1,
-    output_path: str | None = None,
-    spot: bool = False,
-    max_run: int = 24 * 3600,
-    max_wait: int | None = None,
-    checkpoint_s3_uri: str | None = None,
-    tags: dict[str, str] | None = None,
-) -> Any:
-    """A generic `Estimator(image_uri=...)` that runs our image's `train`."""
+def build_estimator(job: JobSpec, sm_session: Any) -> Any:
+    """A generic `Estimator(image_uri=...)` (SDK v2) that runs our image's `train`."""
     from sagemaker.debugger import TensorBoardOutputConfig
     from sagemaker.estimator import Estimator
 
-    output_path = output_path or f"s3://{sm_session.default_bucket()}/{PROJECT}/output"
+    output_path = job.output_path or f"s3://{sm_session.default_bucket()}/{PROJECT}/output"
     return Estimator(
-        image_uri=image_uri,
-        role=role,
-        instance_count=instance_count,
-        instance_type=instance_type,
-        hyperparameters=hyperparameters,
+        image_uri=job.image_uri,
+        role=job.role,
+        instance_count=job.instance_count,
+        instance_type=job.instance_type,
+        hyperparameters=job.hyperparameters,
         metric_definitions=metric_definitions(),
         output_path=output_path,
         base_job_name=PROJECT,
         sagemaker_session=sm_session,
-        use_spot_instances=spot,
-        max_run=max_run,
+        use_spot_instances=job.spot,
+        max_run=job.max_run,
         # Spot: how long to wait for capacity plus run; SageMaker requires >= max_run.
-        max_wait=(max_wait or 2 * max_run) if spot else None,
-        checkpoint_s3_uri=checkpoint_s3_uri,
-        checkpoint_local_path=CHECKPOINT_DIR if checkpoint_s3_uri else None,
+        max_wait=(job.max_wait or 2 * job.max_run) if job.spot else None,
+        checkpoint_s3_uri=job.checkpoint_s3_uri,
+        checkpoint_local_path=CHECKPOINT_DIR if job.checkpoint_s3_uri else None,
         tensorboard_output_config=TensorBoardOutputConfig(
             s3_output_path=f"{output_path}/tensorboard", container_local_output_path=TENSORBOARD_DIR
         ),
-        tags=[{"Key": k, "Value": v} for k, v in {"project": PROJECT, **(tags or {})}.items()],
+        tags=[{"Key": k, "Value": v} for k, v in {"project": PROJECT, **job.tags}.items()],
     )
 
 
@@ -111,30 +100,25 @@ def job_channels(
     return channels
 
 
-def start_with_sdk2(
-    trainer_args: dict[str, Any], channels: dict[str, str], checkpoint: str | None, wait: bool
-) -> str:
+def start_with_sdk2(job: JobSpec, sm_session: Any, channels: dict[str, str], wait: bool) -> str:
     """`Estimator.fit` (SDK v2); with spot, checkpoints default to .../checkpoints/JOB."""
     from sagemaker.utils import name_from_base
 
     job_name = name_from_base(PROJECT)
-    bucket = trainer_args["sm_session"].default_bucket()
-    if trainer_args["spot"] and not checkpoint:
-        checkpoint = f"s3://{bucket}/{PROJECT}/checkpoints/{job_name}"
-    estimator = build_estimator(**trainer_args, checkpoint_s3_uri=checkpoint)
+    if job.spot and not job.checkpoint_s3_uri:
+        bucket = sm_session.default_bucket()
+        job = replace(job, checkpoint_s3_uri=f"s3://{bucket}/{PROJECT}/checkpoints/{job_name}")
+    estimator = build_estimator(job, sm_session)
     estimator.fit(channels, job_name=job_name, wait=wait, logs="All" if wait else "None")
     return job_name
 
 
-def start_with_sdk3(
-    trainer_args: dict[str, Any], channels: dict[str, str], checkpoint: str | None, wait: bool
-) -> str:
+def start_with_sdk3(job: JobSpec, sm_session: Any, channels: dict[str, str], wait: bool) -> str:
     """`ModelTrainer.train` (SDK v3), which names the job itself; with spot, checkpoints
     default to v3's own per-job prefix (s3://BUCKET/sagevit/JOB/checkpoints)."""
     from scripts import sdk3
 
-    trainer = sdk3.model_trainer(**trainer_args, checkpoint_s3_uri=checkpoint,
-                                 checkpoints=trainer_args["spot"] or bool(checkpoint))  # fmt: skip
+    trainer = sdk3.model_trainer(job, sm_session, checkpoints=job.spot or bool(job.checkpoint_s3_uri))  # fmt: skip
     return sdk3.train(trainer, channels, wait)
 
 
@@ -185,22 +169,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     sdk3 = args.sdk == "3"
     session = sdk3_session(args.region, args.bucket) if sdk3 else sagemaker_session(args.region, args.bucket)  # fmt: skip
     image_uri = args.image_uri or default_image_uri(session, args.repository, args.tag)
-    trainer_args = dict(
+    job = JobSpec(
         image_uri=image_uri,
         role=resolve_role(args.role, session),
-        sm_session=session,
         hyperparameters=hyperparameters,
         instance_type=args.instance_type,
         instance_count=args.instance_count,
         spot=args.spot,
         max_run=args.max_run,
         max_wait=args.max_wait,
+        checkpoint_s3_uri=args.checkpoint_s3_uri,
         tags=parse_pairs(args.tag_resource, "--tag-resource"),
     )
     channels = job_channels(session.default_bucket(), args.train, args.validation, args.pretrained)
     log.info("launching a job with %s on %s (SDK v%s)", image_uri, args.instance_type, args.sdk)
     start = start_with_sdk3 if sdk3 else start_with_sdk2
-    job_name = start(trainer_args, channels, args.checkpoint_s3_uri, args.wait)
+    job_name = start(job, session, channels, args.wait)
     region = session.boto_region_name
     print(f"training job: {job_name}")
     print(f"console:      {console_url(region, 'jobs', job_name)}")

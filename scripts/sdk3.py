@@ -20,7 +20,7 @@ import boto3
 
 from sagevit.contract import CHECKPOINT_DIR, TENSORBOARD_DIR
 from sagevit.epoch_log import metric_definitions
-from scripts.aws import PROJECT
+from scripts.aws import PROJECT, JobSpec
 from scripts.endpoint_modes import Mode
 
 log = logging.getLogger("sdk3")
@@ -33,26 +33,12 @@ def session(boto: boto3.Session, bucket: str | None) -> Any:
     return Session(boto_session=boto, default_bucket=bucket)
 
 
-def model_trainer(
-    image_uri: str,
-    role: str,
-    sm_session: Any,
-    hyperparameters: dict[str, str],
-    instance_type: str,
-    instance_count: int = 1,
-    output_path: str | None = None,
-    spot: bool = False,
-    max_run: int = 24 * 3600,
-    max_wait: int | None = None,
-    checkpoint_s3_uri: str | None = None,
-    checkpoints: bool = False,
-    tags: dict[str, str] | None = None,
-) -> Any:
+def model_trainer(job: JobSpec, sm_session: Any, checkpoints: bool = False) -> Any:
     """The v3 twin of scripts.launch.build_estimator: a ModelTrainer that runs our image
     with no source code (so no entrypoint override: the image starts `train` itself).
     Several instances train across hosts from resourceconfig.json, as under v2; v3's
     `distributed=` needs source code and is not used. With `checkpoints` and no
-    `checkpoint_s3_uri`, v3 picks the checkpoint prefix."""
+    `job.checkpoint_s3_uri`, v3 picks the checkpoint prefix."""
     from sagemaker.core.shapes import Tag
     from sagemaker.core.training.configs import (
         CheckpointConfig,
@@ -64,31 +50,31 @@ def model_trainer(
     )
     from sagemaker.train import ModelTrainer
 
-    output_path = output_path or f"s3://{sm_session.default_bucket()}/{PROJECT}/output"
+    output_path = job.output_path or f"s3://{sm_session.default_bucket()}/{PROJECT}/output"
     trainer = ModelTrainer(
-        training_image=image_uri,
-        role=role,
+        training_image=job.image_uri,
+        role=job.role,
         sagemaker_session=sm_session,
         base_job_name=PROJECT,
         compute=Compute(
-            instance_type=instance_type,
-            instance_count=instance_count,
-            enable_managed_spot_training=spot or None,
+            instance_type=job.instance_type,
+            instance_count=job.instance_count,
+            enable_managed_spot_training=job.spot or None,
         ),
         # Spot: how long to wait for capacity plus run; SageMaker requires >= max_run.
         stopping_condition=StoppingCondition(
-            max_runtime_in_seconds=max_run,
-            max_wait_time_in_seconds=(max_wait or 2 * max_run) if spot else None,
+            max_runtime_in_seconds=job.max_run,
+            max_wait_time_in_seconds=(job.max_wait or 2 * job.max_run) if job.spot else None,
         ),
         output_data_config=OutputDataConfig(s3_output_path=output_path),
         # Strings stay strings under v3's serializer (anything else it JSON-encodes).
-        hyperparameters=hyperparameters,
+        hyperparameters=job.hyperparameters,
         checkpoint_config=(
-            CheckpointConfig(s3_uri=checkpoint_s3_uri, local_path=CHECKPOINT_DIR)
-            if checkpoints or checkpoint_s3_uri
+            CheckpointConfig(s3_uri=job.checkpoint_s3_uri, local_path=CHECKPOINT_DIR)
+            if checkpoints or job.checkpoint_s3_uri
             else None
         ),
-        tags=[Tag(key=k, value=v) for k, v in {"project": PROJECT, **(tags or {})}.items()],
+        tags=[Tag(key=k, value=v) for k, v in {"project": PROJECT, **job.tags}.items()],
     )
     definitions = [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions()]
     tensorboard = TensorBoardOutputConfig(

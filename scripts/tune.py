@@ -25,6 +25,7 @@ from sagevit.config import BOUNDS, CHOICES, ConfigError, Hyperparameters, within
 from sagevit.epoch_log import metric_definitions
 from scripts.aws import (
     PROJECT,
+    JobSpec,
     add_session_arguments,
     console_url,
     parse_pairs,
@@ -143,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     session = sagemaker_session(args.region, args.bucket)
     image_uri = args.image_uri or default_image_uri(session, args.repository, args.tag)
     role = resolve_role(args.role, session)
-    estimator = build_estimator(image_uri, role, session, static, args.instance_type)
+    estimator = build_estimator(JobSpec(image_uri, role, static, args.instance_type), session)
     tuner = HyperparameterTuner(
         estimator,
         objective_metric_name=OBJECTIVE,
