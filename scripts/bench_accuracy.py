@@ -8,7 +8,8 @@ validation split carved from the training images, not the CIFAR-10 test set.
 
 The unit of time is the seed-epoch: one steady epoch (the second) of the seed
 notebook's own `fit` on all 50,000 images, measured at the start of every invocation,
-on this machine, because absolute seconds drift several-fold between days. Then the
+on this machine, because absolute seconds drift several-fold between days (and again
+after its runs, recorded as `seed_epoch_s_after`: they drift within an hour too). Then the
 runs, each in a fresh process of its own, one after another (RUNS below). A run's
 time is its training wall time (compilation and validation in; loading data and export
 out, as `--time-budget` counts it), converted to seed-epochs with the unit of the
@@ -215,12 +216,13 @@ def targets(runs: dict) -> list[dict]:
 
 def print_report(report: dict, out: Path) -> None:
     runs = report["runs"]
-    print(f"\n{'run':<15}{'epochs':>7}{'best acc':>10}{'final':>8}{'flip TTA':>10}{'minutes':>9}{'seed-epochs':>13}{'unit s':>8}  measured")  # fmt: skip
+    print(f"\n{'run':<15}{'epochs':>7}{'best acc':>10}{'final':>8}{'flip TTA':>10}{'minutes':>9}{'seed-epochs':>13}{'unit s':>13}  measured")  # fmt: skip
     for name, r in runs.items():
         points = curve(r)
         minutes = sum(e["seconds"] for e in r["epochs"]) / 60
         tta = f"{r['flip_tta']['flip_tta']:.4f}" if "flip_tta" in r else "n/a"
-        print(f"{name:<15}{len(points):>7}{max(a for _, a in points):>10.4f}{points[-1][1]:>8.4f}{tta:>10}{minutes:>9.1f}{points[-1][0]:>13.1f}{r['seed_epoch_s']:>8.1f}  {r['measured']}")  # fmt: skip
+        unit = f"{r['seed_epoch_s']:.1f}" + (f"/{r['seed_epoch_s_after']:.1f}" if "seed_epoch_s_after" in r else "")  # fmt: skip (before/after)
+        print(f"{name:<15}{len(points):>7}{max(a for _, a in points):>10.4f}{points[-1][1]:>8.4f}{tta:>10}{minutes:>9.1f}{points[-1][0]:>13.1f}{unit:>13}  {r['measured']}")  # fmt: skip
     print()
     for row in report["targets"]:
         shown = "n/a" if row["measured"] is None else f"{row['measured']:.3f}"
@@ -319,6 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["targets"] = targets(report["runs"])
         write_report(report, args.out)  # after every run: a cut-short invocation keeps it
         plot(report["runs"], args.out.with_suffix(".png"))
+    # The machine's speed drifts within an hour too: the unit again, to show by how much.
+    after = run_child(MODULE, "unit", args.workdir, *flags, "0")
+    log.info("one seed-epoch takes %.1f s after the runs (%.1f s before them)", after, unit)
+    for name in selected:
+        report["runs"][name]["seed_epoch_s_after"] = after
+    write_report(report, args.out)
     print_report(report, args.out)
     return 0
 

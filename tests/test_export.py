@@ -149,3 +149,19 @@ def test_an_unwritable_model_folder_fails_in_one_sentence(tmp_path, monkeypatch)
         f"cannot write the model to {tmp_path / 'model'}: Read-only file system;"
         " mount it read-write, with space"
     )
+
+
+def test_flip_tta_serves_the_mean_of_each_image_and_its_mirror(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    model = seed_vit(num_layers=1, num_classes=3)
+    export_model(model, tmp_path / "model", ["a", "b", "c"], {}, flip_tta=True)
+    serve = tf.saved_model.load(str(tmp_path / "model" / "1")).signatures["serving_default"]
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    served = next(iter(serve(tf.constant(images)).values())).numpy()
+    plain, mirrored = (tf.nn.softmax(model(x, training=False)).numpy() for x in (images, images[:, :, ::-1]))  # fmt: skip
+    np.testing.assert_allclose(served, (plain + mirrored) / 2, atol=1e-5)
+    mirrored_served = next(iter(serve(tf.constant(images[:, :, ::-1].copy())).values())).numpy()
+    np.testing.assert_allclose(mirrored_served, served, atol=1e-5)  # blind to mirroring
+    assert json.loads((tmp_path / "model" / "metadata.json").read_text())["flip_tta"] is True

@@ -179,6 +179,12 @@ class Hyperparameters:
     validation_split: float = _field(
         0.0, "without a validation channel, hold out this fraction of train (fixed seed)"
     )
+    # Serving
+    flip_tta: bool = _field(
+        False,
+        "export a model that serves the mean of each image's and its mirror's probabilities"
+        " (horizontal-flip test-time augmentation: twice the serving compute)",
+    )
     # Runtime
     steps_per_execution: int = _field(
         1, "training steps per call into TensorFlow; raise it on GPUs to hide Python overhead"

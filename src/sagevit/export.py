@@ -33,9 +33,11 @@ def export_model(
     class_names: Sequence[str],
     hyperparameters: dict[str, Any],
     version: int = 1,
+    flip_tta: bool = False,
 ) -> Path:
     """Export `model` (logits) as a softmax SavedModel in `model_dir/<version>`, with the
-    Keras file and the metadata beside it; return the SavedModel's path.
+    Keras file and the metadata beside it; return the SavedModel's path. With `flip_tta`
+    the SavedModel answers the mean of each image's and its mirror image's softmax.
 
     `model_dir` never holds a part of a model: everything is written into a staging
     folder first. A plain folder then takes the staging folder's place by rename
@@ -52,7 +54,7 @@ def export_model(
         _remove_leftovers(model_dir)
         in_place = is_mount_point(model_dir)
         staging = _fresh_staging(model_dir, inside=in_place)
-        _write_saved_model(model, staging / str(version), image_size)
+        _write_saved_model(model, staging / str(version), image_size, flip_tta)
         model.save(staging / KERAS_FILE)
         metadata = {
             "format_version": 1,
@@ -60,6 +62,7 @@ def export_model(
             "signature": SIGNATURE,
             "input": {"name": INPUT_NAME, "shape": [image_size, image_size, 3], "range": [0, 255]},
             "image_size": image_size,
+            "flip_tta": flip_tta,
             "class_names": list(class_names),
             "hyperparameters": hyperparameters,
         }
@@ -74,8 +77,9 @@ def export_model(
     return model_dir / str(version)
 
 
-def _write_saved_model(model: keras.Model, path: Path, image_size: int) -> None:
-    """The serving signature: float32 (B, H, W, 3) pixels 0-255 -> softmax probabilities."""
+def _write_saved_model(model: keras.Model, path: Path, image_size: int, flip_tta: bool) -> None:
+    """The serving signature: float32 (B, H, W, 3) pixels 0-255 -> softmax probabilities;
+    with `flip_tta`, the mean over each image and its mirror (one model call of 2B)."""
     archive = keras.export.ExportArchive()
     archive.track(model)
 
@@ -83,6 +87,11 @@ def _write_saved_model(model: keras.Model, path: Path, image_size: int) -> None:
         input_signature=[tf.TensorSpec((None, image_size, image_size, 3), tf.float32, INPUT_NAME)]
     )
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        if flip_tta:
+            both = tf.concat([images, tf.reverse(images, axis=[2])], axis=0)  # (2B, H, W, 3)
+            probabilities = tf.nn.softmax(tf.cast(model(both, training=False), tf.float32))
+            plain, mirrored = tf.split(probabilities, 2, axis=0)
+            return {OUTPUT_NAME: (plain + mirrored) / 2}
         logits = model(images, training=False)
         return {OUTPUT_NAME: tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
 

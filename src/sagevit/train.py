@@ -126,7 +126,7 @@ def run(
             )
         watchdog.beat()
         keras.mixed_precision.set_global_policy("float32")  # later models in this process
-        export_model(model, model_dir, data.class_names, hp.to_dict())
+        export_model(model, model_dir, data.class_names, hp.to_dict(), flip_tta=hp.flip_tta)
     if output_data_dir is not None:
         write_reports(history, output_data_dir)
     if scratch is not None:
