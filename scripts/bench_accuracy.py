@@ -221,7 +221,9 @@ def print_report(report: dict, out: Path) -> None:
         points = curve(r)
         minutes = sum(e["seconds"] for e in r["epochs"]) / 60
         tta = f"{r['flip_tta']['flip_tta']:.4f}" if "flip_tta" in r else "n/a"
-        unit = f"{r['seed_epoch_s']:.1f}" + (f"/{r['seed_epoch_s_after']:.1f}" if "seed_epoch_s_after" in r else "")  # fmt: skip (before/after)
+        unit = f"{r['seed_epoch_s']:.1f}" + (
+            f"/{r['seed_epoch_s_after']:.1f}" if "seed_epoch_s_after" in r else ""
+        )  # before/after
         print(f"{name:<15}{len(points):>7}{max(a for _, a in points):>10.4f}{points[-1][1]:>8.4f}{tta:>10}{minutes:>9.1f}{points[-1][0]:>13.1f}{unit:>13}  {r['measured']}")  # fmt: skip
     print()
     for row in report["targets"]:
