@@ -181,9 +181,9 @@ class Hyperparameters:
     )
     # Serving
     flip_tta: bool = _field(
-        False,
+        True,
         "export a model that serves the mean of each image's and its mirror's probabilities"
-        " (horizontal-flip test-time augmentation: twice the serving compute)",
+        " (horizontal-flip test-time augmentation: +1.1 points measured, twice the serving compute)",
     )
     # Runtime
     steps_per_execution: int = _field(
