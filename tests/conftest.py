@@ -6,6 +6,7 @@ loopback fails the test, even where a library swallows the connection error.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -227,6 +228,21 @@ def seed_hyperparameters() -> Hyperparameters:
     from sagevit.config import parse_hyperparameters
 
     return parse_hyperparameters(["--preset", "seed"])
+
+
+def in_process_probabilities(model_dir: Path, images: np.ndarray) -> np.ndarray:
+    """What the exported model should serve, from its Keras file: the softmax, averaged
+    with the mirror images' when the export has flip TTA (its metadata says)."""
+    import keras
+
+    from sagevit.model import load_model
+
+    model = load_model(model_dir / "vit.keras")
+    images = images.astype("float32")
+    probabilities = keras.ops.softmax(model(images)).numpy()
+    if json.loads((model_dir / "metadata.json").read_text()).get("flip_tta"):
+        probabilities = (probabilities + keras.ops.softmax(model(images[:, :, ::-1])).numpy()) / 2
+    return probabilities
 
 
 def seed_vit(**overrides: object):

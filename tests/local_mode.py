@@ -97,6 +97,7 @@ def main() -> None:
     hyperparameters = json.loads(sys.argv[5])
     subprocess.Popen = popen  # what both SDKs call `docker compose up` with
     train = train_v2 if sdk == "2" else train_v3
+    root.mkdir(parents=True, exist_ok=True)
     artifacts = train(image, channel.resolve(), root.resolve(), hyperparameters)
     print(artifacts)
 

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from conftest import in_process_probabilities
 
-from sagevit.model import load_model
 from sagevit_serve.app import create_app
 from sagevit_serve.predictor import Predictor
 
@@ -37,10 +37,7 @@ def test_invocations_accepts_the_seed_clients_forms(client, images, form):
 
 
 def test_predictions_match_the_in_process_model(client, model_dir, images):
-    import keras
-
-    model = load_model(model_dir / "vit.keras")
-    expected = keras.ops.softmax(model(images.astype("float32"))).numpy()
+    expected = in_process_probabilities(model_dir, images)
     served = np.array(post(client, {"instances": images.tolist()}).json["predictions"])
     np.testing.assert_allclose(served, expected, atol=1e-5)
 

@@ -12,12 +12,10 @@ import subprocess
 import time
 
 import hostile_clients
-import keras
 import numpy as np
 import pytest
-from conftest import TINY, epoch_numbers, run_make, write_channel
+from conftest import TINY, epoch_numbers, in_process_probabilities, run_make, write_channel
 
-from sagevit.model import load_model
 from scripts.containers import (
     TRAINING_HOST,
     docker,
@@ -127,8 +125,7 @@ def test_curl_invocations_returns_probabilities_equal_to_in_process(serving, ima
     predictions = np.array(curl_invocations(url, request, "application/json")["predictions"])
     np.testing.assert_allclose(predictions.sum(axis=1), 1.0, atol=1e-5)
 
-    model = load_model(model_dir / "vit.keras")
-    in_process = keras.ops.softmax(model(images.astype("float32"))).numpy()
+    in_process = in_process_probabilities(model_dir, images)
     np.testing.assert_allclose(predictions, in_process, atol=1e-5)
     assert predictions.argmax(axis=1).tolist() == in_process.argmax(axis=1).tolist()
 

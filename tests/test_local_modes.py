@@ -63,7 +63,7 @@ def test_a_model_folder_bind_mounted_from_the_same_filesystem_gets_the_model(ima
     """/opt/ml/model on its own mount from the same filesystem as /opt/ml: invisible to
     Path.is_mount(), and a rename of it is EBUSY; export fills it in place."""
     opt_ml = opt_ml_layout(tmp_path, channel)
-    (opt_ml / "model").mkdir()
+    (opt_ml / "model").mkdir(exist_ok=True)
     mount = ["-v", f"{opt_ml / 'model'}:/opt/ml/model"]
     result = run_training(image, opt_ml, timeout=900, capture=True, extra_flags=mount)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
@@ -72,7 +72,7 @@ def test_a_model_folder_bind_mounted_from_the_same_filesystem_gets_the_model(ima
 
 def test_a_read_only_model_folder_fails_in_one_sentence_before_training(image, channel, tmp_path):
     opt_ml = opt_ml_layout(tmp_path, channel)
-    (opt_ml / "model").mkdir()
+    (opt_ml / "model").mkdir(exist_ok=True)
     mount = ["-v", f"{opt_ml / 'model'}:/opt/ml/model:ro"]
     result = run_training(image, opt_ml, timeout=900, capture=True, extra_flags=mount)
     assert result.returncode != 0
@@ -106,7 +106,7 @@ def test_the_image_serves_a_mounted_model_started_either_way(image, model_dir, i
         url = f"http://127.0.0.1:{port}"
         wait_until_ready(url, timeout=600)
         status, body = post_json(f"{url}/invocations", {"instances": images[:1].tolist()})
-        assert status == 200 and len(json.loads(body)["predictions"][0]) == 10
+        assert status == 200 and len(body["predictions"][0]) == 10
         logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
         if how == "no command":
             assert "no command given: running 'serve'" in logs.stdout + logs.stderr

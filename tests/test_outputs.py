@@ -33,9 +33,12 @@ def test_is_mount_point_sees_this_machines_root_and_not_a_plain_folder(tmp_path)
     assert not is_mount_point(tmp_path)
 
 
-def test_ensure_writable_creates_the_folder_and_leaves_nothing_behind(tmp_path):
-    folder = ensure_writable(tmp_path / "a" / "b", "the model")
-    assert folder.is_dir() and list(folder.iterdir()) == []
+def test_ensure_writable_leaves_nothing_behind(tmp_path):
+    ensure_writable(tmp_path / "a" / "b", "the model")  # made for the proof, then removed
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "c").mkdir()
+    ensure_writable(tmp_path / "c", "the model")
+    assert [p.name for p in tmp_path.iterdir()] == ["c"] and not list((tmp_path / "c").iterdir())
 
 
 def fail_writes_in(monkeypatch, folder, code=errno.EROFS, reason="Read-only file system"):

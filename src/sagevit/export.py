@@ -109,7 +109,7 @@ def _fresh_staging(model_dir: Path, inside: bool) -> Path:
     """An empty staging folder inside `model_dir` (`.export-PID`) or beside it (`.NAME.export-PID`)."""
     name = ".export" if inside else f".{model_dir.name}.export"
     staging = (model_dir if inside else model_dir.parent) / f"{name}-{os.getpid()}"
-    staging.mkdir()
+    staging.mkdir(parents=True)
     return staging
 
 

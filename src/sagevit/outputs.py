@@ -25,10 +25,12 @@ class OutputError(RuntimeError):
     """A folder the job must write cannot be written: one sentence, for the failure file."""
 
 
-def ensure_writable(folder: str | Path, what: str) -> Path:
-    """Create `folder` if need be and prove it writable with a scratch file; raise
-    OutputError naming `what` (e.g. "the model") and the reason if not."""
-    folder = Path(folder)
+def ensure_writable(folder: str | Path, what: str) -> None:
+    """Prove `folder` writable with a scratch file, creating it for the proof and removing
+    again what the proof created (a job that fails later leaves no empty model folder);
+    raise OutputError naming `what` (e.g. "the model") and the reason if not writable."""
+    folder = Path(folder).absolute()
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle, scratch = tempfile.mkstemp(prefix=".sagevit-probe-", dir=folder)
@@ -36,7 +38,12 @@ def ensure_writable(folder: str | Path, what: str) -> Path:
         os.unlink(scratch)
     except OSError as error:
         raise unwritable(folder, what, error) from None
-    return folder
+    finally:
+        for path in created:
+            try:
+                path.rmdir()
+            except OSError:
+                break  # not ours any more (something else wrote into it)
 
 
 def unwritable(folder: Path, what: str, error: OSError) -> OutputError:
