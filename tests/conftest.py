@@ -64,6 +64,16 @@ def run_make(
     )
 
 
+# The SageMaker SDKs' config (SAGEMAKER_USER_CONFIG_OVERRIDE) that turns their telemetry off:
+# otherwise they ask STS and S3 in AWS itself, whatever AWS_ENDPOINT_URL says.
+TELEMETRY_OPT_OUT = """\
+SchemaVersion: '1.0'
+SageMaker:
+  PythonSDK:
+    Modules:
+      TelemetryOptOut: true
+"""
+
 # Small enough to train in seconds on 2 CPU cores.
 TINY = {
     "epochs": 1,

@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import TINY, guarded_env
+from conftest import TELEMETRY_OPT_OUT, TINY, guarded_env
 
 from scripts.containers import TRAINING_HOST, docker, remove_container, run_training
 from scripts.sagemaker_layout import write_training_layout
@@ -38,7 +38,9 @@ def test_each_sdks_local_mode_trains_the_image_and_keeps_the_model(image, channe
     with only `docker compose up` turned into `docker run --network host` (tests/local_mode.py)."""
     python = sys.executable if sdk == "2" else request.getfixturevalue("sdk3_python")
     guard = tmp_path / "guard.log"
+    (tmp_path / "sagemaker.yaml").write_text(TELEMETRY_OPT_OUT)
     env = guarded_env(guard, AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
+                      SAGEMAKER_USER_CONFIG_OVERRIDE=str(tmp_path / "sagemaker.yaml"),
                       AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                       AWS_EC2_METADATA_DISABLED="true")  # fmt: skip
     hyperparameters = json.dumps({key: str(value) for key, value in TINY.items()})

@@ -18,7 +18,7 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
-from conftest import guarded_env, run_make
+from conftest import TELEMETRY_OPT_OUT, guarded_env, run_make
 
 from sagevit.config import parse_hyperparameters
 from sagevit.epoch_log import metric_definitions
@@ -44,13 +44,6 @@ SEED_HYPERPARAMETERS = {
     "weight_decay": "1e-4",
     "batch_size": "256",
 }
-TELEMETRY_OPT_OUT = """\
-SchemaVersion: '1.0'
-SageMaker:
-  PythonSDK:
-    Modules:
-      TelemetryOptOut: true
-"""
 
 
 @pytest.fixture(scope="module")
