@@ -5,8 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# SDK=3: make train, deploy and predict through SageMaker SDK v3 (ModelTrainer, sagemaker.core
-# resources) from their own venv, made on first use; SDK v2 (Estimator) is the default.
+# SDK=3: make train, tune, deploy, transform and predict through SageMaker SDK v3 (ModelTrainer,
+# HyperparameterTuner, sagemaker.core resources and Transformer) from their own venv, made on
+# first use; SDK v2 (Estimator) is the default.
 SDK ?= 2
 SDK3_VENV ?= .venv-sdk3
 SDK_PY = $(if $(filter 3,$(SDK)),PYTHONPATH=src:.:$$PYTHONPATH $(SDK3_VENV)/bin/python,$(PY))
@@ -171,8 +172,8 @@ train: $(SDK_VENV) ## Launch a SageMaker training job (ROLE=, EPOCHS=, TIME_BUDG
 		$(if $(TIME_BUDGET),--hyperparameter time-budget=$(TIME_BUDGET)) \
 		$(if $(PRETRAINED),--pretrained $(PRETRAINED)) $(if $(SPOT),--spot) $(if $(WAIT),--wait)
 
-tune: install ## Launch a hyperparameter tuning job maximising val_accuracy (RANGES=, MAX_JOBS=, PARALLEL_JOBS=, WARM_START=, HYPERPARAMETERS=, WAIT=1)
-	$(PY) -m scripts.tune $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
+tune: $(SDK_VENV) ## Launch a hyperparameter tuning job maximising val_accuracy (RANGES=, MAX_JOBS=, PARALLEL_JOBS=, WARM_START=, HYPERPARAMETERS=, WAIT=1, SDK=3)
+	$(SDK_PY) -m scripts.tune --sdk $(SDK) $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
 		--instance-type $(TRAIN_INSTANCE_TYPE) --max-jobs $(MAX_JOBS) --max-parallel-jobs $(PARALLEL_JOBS) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(ROLE),--role $(ROLE)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 		$(foreach r,$(RANGES),--range $(r)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair)) \
@@ -184,8 +185,8 @@ deploy: $(SDK_VENV) ## Deploy the newest (or JOB=) training job's model to endpo
 		$(if $(ASYNC),--async-output $(ASYNC)) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(MODEL_DATA),--model-data $(MODEL_DATA))
 
-transform: install ## Batch-transform the S3 prefix INPUT (KIND=images|npy|jsonlines) with the newest (or JOB=) model; WAIT=1 collects build/transform/predictions.csv
-	$(PY) -m scripts.transform $(AWS_ARGS) --input $(INPUT) --kind $(KIND) --instance-type $(SERVE_INSTANCE_TYPE) \
+transform: $(SDK_VENV) ## Batch-transform the S3 prefix INPUT (KIND=images|npy|jsonlines) with the newest (or JOB=) model; WAIT=1 collects build/transform/predictions.csv (SDK=3)
+	$(SDK_PY) -m scripts.transform --sdk $(SDK) $(AWS_ARGS) --input $(INPUT) --kind $(KIND) --instance-type $(SERVE_INSTANCE_TYPE) \
 		$(if $(OUTPUT),--output $(OUTPUT)) $(if $(JOB),--job $(JOB)) $(if $(ROLE),--role $(ROLE)) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(MODEL_DATA),--model-data $(MODEL_DATA)) $(if $(WAIT),--wait)
 

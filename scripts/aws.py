@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ log = logging.getLogger("aws")
 
 PROJECT = "sagevit"  # base job name, default repository and endpoint, tag value
 DATA_PREFIX = f"{PROJECT}/data"  # s3://BUCKET/sagevit/data/{train,validation}/
+SDKS = ("2", "3")  # SageMaker Python SDK majors: v2 (Estimator, the default) and v3 (scripts.sdk3)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,29 @@ def sagemaker_session(region: str | None = None, bucket: str | None = None) -> A
     import sagemaker  # slow to import: only the scripts that talk to SageMaker need it
 
     return sagemaker.Session(boto_session=boto_session(region), default_bucket=bucket)
+
+
+def add_sdk_argument(parser: argparse.ArgumentParser, v2: str, v3: str) -> None:
+    """`--sdk 2|3`: which SDK sends the requests; `v2` and `v3` say through what."""
+    parser.add_argument("--sdk", choices=SDKS, default="2", help=f"SageMaker SDK: v2 {v2}, v3 {v3}")  # fmt: skip
+
+
+def session_for(sdk: str, region: str | None, bucket: str | None) -> Any:
+    """`sagemaker_session` for SDK v2, scripts.sdk3.session for v3: both answer
+    `.sagemaker_client`, `.boto_session`, `.default_bucket()` and `.boto_region_name`."""
+    if sdk == "3":
+        from scripts import sdk3
+
+        return sdk3.session(boto_session(region), bucket)
+    return sagemaker_session(region, bucket)
+
+
+def timestamped(base: str, limit: int = 63) -> str:
+    """`base`-YYYY-MM-DD-HH-MM-SS-mmm, as both SDKs name jobs, with `base` cut so that the
+    name fits in `limit` characters (SageMaker's 63; 32 for a tuning job)."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(now)) + f"-{int(now * 1000) % 1000:03d}"
+    return f"{base[: limit - len(stamp) - 1]}-{stamp}"
 
 
 def account_id(session: boto3.Session) -> str:

@@ -20,15 +20,15 @@ from typing import Any
 
 from scripts.aws import (
     PROJECT,
+    add_sdk_argument,
     add_session_arguments,
-    boto_session,
     console_url,
     describe_endpoint,
     latest_training_job,
     parse_pairs,
     resolve_role,
-    sagemaker_session,
     script_parser,
+    session_for,
 )
 from scripts.cleanup import delete_endpoint
 from scripts.endpoint_modes import (
@@ -137,16 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--env", action="append", metavar="KEY=VALUE", help="more server settings (repeatable)"
     )
     parser.add_argument("--no-wait", action="store_true", help="return before it is InService")
-    parser.add_argument("--sdk", choices=["2", "3"], default="2", help="SageMaker SDK: v2 Model.deploy, v3 sagemaker.core resources")  # fmt: skip
+    add_sdk_argument(parser, "Model.deploy", "sagemaker.core resources")
     args = parser.parse_args(argv)
 
     mode = choose_mode(args)
-    if args.sdk == "3":
-        from scripts import sdk3
-
-        session = sdk3.session(boto_session(args.region), args.bucket)
-    else:
-        session = sagemaker_session(args.region, args.bucket)
+    session = session_for(args.sdk, args.region, args.bucket)
     client = session.sagemaker_client
     if describe_endpoint(client, args.endpoint) is not None:
         raise SystemExit(
@@ -169,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("deploying a %s endpoint %s", mode.name, args.endpoint)
     try:
         if args.sdk == "3":
+            from scripts import sdk3
+
             sdk3.deploy(source.model_data, source.image_uri, role, session.boto_session,
                         args.endpoint, mode, environment, wait=not args.no_wait)  # fmt: skip
         else:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.aws import boto_session, script_parser
+from scripts.aws import add_sdk_argument, boto_session, script_parser
 
 log = logging.getLogger("evaluate")
 
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=128, help="images per request")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
     parser.add_argument("--out", type=Path, default=Path("build/evaluation"), help="output folder")
-    parser.add_argument("--sdk", choices=["2", "3"], default="2", help="for --endpoint: 3 invokes through SDK v3")  # fmt: skip
+    add_sdk_argument(parser, "InvokeEndpoint (as Predictor)", "Endpoint.invoke (for --endpoint)")
     args = parser.parse_args(argv)
 
     images, labels, class_names = load_test_set(args.data)

@@ -27,14 +27,14 @@ from scripts.aws import (
     DATA_PREFIX,
     PROJECT,
     JobSpec,
+    add_sdk_argument,
     add_session_arguments,
-    boto_session,
     console_url,
     ecr_registry,
     parse_pairs,
     resolve_role,
-    sagemaker_session,
     script_parser,
+    session_for,
 )
 
 log = logging.getLogger("launch")
@@ -122,12 +122,6 @@ def start_with_sdk3(job: JobSpec, sm_session: Any, channels: dict[str, str], wai
     return sdk3.train(trainer, channels, wait)
 
 
-def sdk3_session(region: str | None, bucket: str | None) -> Any:
-    from scripts import sdk3
-
-    return sdk3.session(boto_session(region), bucket)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = script_parser(__doc__)
     add_session_arguments(parser)
@@ -157,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--tag-resource", action="append", metavar="KEY=VALUE", help="job tags")
     parser.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
-    parser.add_argument("--sdk", choices=["2", "3"], default="2", help="SageMaker SDK: v2 Estimator, v3 ModelTrainer")  # fmt: skip
+    add_sdk_argument(parser, "Estimator", "ModelTrainer")
     args = parser.parse_args(argv)
 
     try:
@@ -166,8 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ConfigError as error:
         raise SystemExit(f"bad hyperparameter: {error}") from None
-    sdk3 = args.sdk == "3"
-    session = sdk3_session(args.region, args.bucket) if sdk3 else sagemaker_session(args.region, args.bucket)  # fmt: skip
+    session = session_for(args.sdk, args.region, args.bucket)
     image_uri = args.image_uri or default_image_uri(session, args.repository, args.tag)
     job = JobSpec(
         image_uri=image_uri,
@@ -183,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     channels = job_channels(session.default_bucket(), args.train, args.validation, args.pretrained)
     log.info("launching a job with %s on %s (SDK v%s)", image_uri, args.instance_type, args.sdk)
-    start = start_with_sdk3 if sdk3 else start_with_sdk2
+    start = start_with_sdk3 if args.sdk == "3" else start_with_sdk2
     job_name = start(job, session, channels, args.wait)
     region = session.boto_region_name
     print(f"training job: {job_name}")

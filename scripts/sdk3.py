@@ -1,14 +1,17 @@
-"""`make train SDK=3` and `make deploy SDK=3`: the same job and endpoint through SageMaker SDK v3.
+"""`make train|tune|deploy|transform SDK=3`: the same requests through SageMaker SDK v3.
 
 SDK v3 (`pip install sagemaker` since 2025-11) has no Estimator or Model.deploy:
-training is `sagemaker.train.ModelTrainer(training_image=...)`, hosting the
-`sagemaker.core.resources` classes (Model, EndpointConfig, Endpoint, endpoint.invoke).
+training is `sagemaker.train.ModelTrainer(training_image=...)` (tuned by
+`sagemaker.train.tuner.HyperparameterTuner`), hosting the `sagemaker.core.resources`
+classes (Model, EndpointConfig, Endpoint, endpoint.invoke), batch transform
+`sagemaker.core.transformer.Transformer` over such a Model.
 v2 and v3 cannot share a virtual environment, so these run in `.venv-sdk3` (made by
 the targets themselves; `make install` stays v2) with this tree's `src` on the path:
 the launcher needs only the trainer's stdlib-only modules (config, epoch_log), not
 TensorFlow. What each SDK has that the other lacks: docs/sagemaker.md#sdk-v3.
 
-Only this module imports v3; scripts.launch and scripts.deploy call it for `--sdk 3`.
+Only this module imports v3 (besides the parameter ranges in scripts.tune); scripts.launch,
+tune, deploy and transform call it for `--sdk 3`.
 """
 
 from __future__ import annotations
@@ -92,6 +95,54 @@ def train(trainer: Any, channels: dict[str, str], wait: bool) -> str:
     return trainer._latest_training_job.training_job_name  # v3 keeps no public handle on it
 
 
+def start_tuner(job: JobSpec, sm_session: Any, search: Any, channels: dict[str, str]) -> Any:
+    """The v3 twin of scripts.tune.start_with_sdk2: v3's HyperparameterTuner over
+    `model_trainer(job)`, searching `search` (a scripts.tune.Search), started; the tuner."""
+    from sagemaker.core.shapes import (
+        HyperParameterTuningJobWarmStartConfig,
+        ParentHyperParameterTuningJob,
+    )
+    from sagemaker.train.tuner import HyperparameterTuner, WarmStartTypes
+
+    warm_start = None
+    if search.warm_start:
+        parent = ParentHyperParameterTuningJob(hyper_parameter_tuning_job_name=search.warm_start)
+        warm_start = HyperParameterTuningJobWarmStartConfig(
+            parent_hyper_parameter_tuning_jobs=[parent],
+            warm_start_type=WarmStartTypes.IDENTICAL_DATA_AND_ALGORITHM.value,
+        )
+    trainer = model_trainer(job, sm_session)
+    tuner = HyperparameterTuner(trainer, warm_start_config=warm_start, **search.tuner_kwargs())
+    tuner.tune(inputs=channels, job_name=search.name, wait=False)
+    return tuner
+
+
+def create_model(name: str, model_data: str, image_uri: str, role: str, boto: boto3.Session,
+                 environment: dict[str, str]) -> Any:  # fmt: skip
+    """A SageMaker model of our image serving `model_data`, with sagemaker.core's Model."""
+    from sagemaker.core.resources import Model
+    from sagemaker.core.shapes import ContainerDefinition, Tag
+
+    return Model.create(
+        model_name=name,
+        primary_container=ContainerDefinition(
+            image=image_uri, model_data_url=model_data, environment=environment
+        ),
+        execution_role_arn=role,
+        tags=[Tag(key="project", value=PROJECT)],
+        session=boto,
+        region=boto.region_name,
+    )
+
+
+def transformer(sm_session: Any, model_name: str, settings: dict[str, Any]) -> Any:
+    """v3's Transformer over the model `model_name`; `settings` are the arguments it shares
+    with v2's `Model.transformer` (scripts.transform.transformer_settings)."""
+    from sagemaker.core.transformer import Transformer
+
+    return Transformer(model_name=model_name, sagemaker_session=sm_session, **settings)
+
+
 def deploy(
     model_data: str,
     image_uri: str,
@@ -105,22 +156,12 @@ def deploy(
     """The v3 twin of scripts.deploy.deploy, with sagemaker.core's resources: the model
     (named `endpoint_name`-<timestamp>), its endpoint config and the endpoint, in `mode`."""
     from sagemaker.core.common_utils import name_from_base
-    from sagemaker.core.resources import Endpoint, EndpointConfig, Model
-    from sagemaker.core.shapes import ContainerDefinition, Tag
+    from sagemaker.core.resources import Endpoint, EndpointConfig
+    from sagemaker.core.shapes import Tag
 
     region, tags = boto.region_name, [Tag(key="project", value=PROJECT)]
-    model = Model.create(
-        model_name=name_from_base(endpoint_name),
-        primary_container=ContainerDefinition(
-            image=image_uri,
-            model_data_url=model_data,
-            environment={**mode.environment, **(environment or {})},
-        ),
-        execution_role_arn=role,
-        tags=tags,
-        session=boto,
-        region=region,
-    )
+    environment = {**mode.environment, **(environment or {})}
+    model = create_model(name_from_base(endpoint_name), model_data, image_uri, role, boto, environment)  # fmt: skip
     variant, config = _variant_and_config(mode, model.model_name)
     EndpointConfig.create(endpoint_config_name=endpoint_name, production_variants=[variant],
                           tags=tags, session=boto, region=region, **config)  # fmt: skip

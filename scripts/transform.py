@@ -2,7 +2,7 @@
 predictions file with class names.
 
     python -m scripts.transform --input s3://BUCKET/prefix/ [--kind images|npy|jsonlines]
-        [--job NAME | --model-data s3://.../model.tar.gz --image-uri URI] [--wait]
+        [--job NAME | --model-data s3://.../model.tar.gz --image-uri URI] [--wait] [--sdk 3]
 
 How SageMaker feeds each kind of input to the server (`serve`, POST /invocations):
 
@@ -17,7 +17,8 @@ MaxPayloadInMB is the server's payload limit, which the model's environment sets
 `/execution-parameters` (its worker count). Images are SingleRecord although the server
 says MultiRecord: two whole image files in one body are not an image. With --wait the
 outputs are collected into --out (CSV: source, record, predicted class, its probability,
-then one column per class), class names read from the model's metadata.json.
+then one column per class), class names read from the model's metadata.json. `--sdk 3`
+sends the same requests through SDK v3 (sagemaker.core's Model and Transformer).
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ from typing import Any
 from sagevit.contract import METADATA_FILE
 from scripts.aws import (  # fmt: skip
     PROJECT,
+    add_sdk_argument,
     add_session_arguments,
     latest_training_job,
     resolve_role,
-    sagemaker_session,
     script_parser,
+    session_for,
+    timestamped,
 )
 from scripts.deploy import ModelSource, from_training_job
 
@@ -67,44 +70,54 @@ KINDS = {
 }
 
 
-def start_transform(session: Any, source: ModelSource, role: str, kind: Kind, input_uri: str,
-                    output_uri: str, instance_type: str, wait: bool) -> str:  # fmt: skip
-    """Create a model for `source` and a transform job over `input_uri`; its name."""
-    from sagemaker.model import Model
-    from sagemaker.utils import name_from_base
+# The model's environment: the payload limit and timeout the server (serve/) enforces.
+MODEL_ENVIRONMENT = {
+    "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(PAYLOAD_MB),
+    "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(TIMEOUT_S),
+}
 
-    model = Model(
-        image_uri=source.image_uri,
-        model_data=source.model_data,
-        role=role,
-        env={
-            "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(PAYLOAD_MB),
-            "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(TIMEOUT_S),
-        },
-        name=name_from_base(f"{PROJECT}-transform"),
-        sagemaker_session=session,
-    )
-    transformer = model.transformer(
-        instance_count=1,
-        instance_type=instance_type,
-        strategy=kind.strategy,
-        assemble_with=kind.assemble_with,
-        output_path=output_uri,
-        accept=kind.accept,
-        max_payload=PAYLOAD_MB,
-        tags=[{"Key": "project", "Value": PROJECT}],
-    )
-    job_name = name_from_base(f"{PROJECT}-transform")
+
+def transformer_settings(kind: Kind, output_uri: str, instance_type: str) -> dict[str, Any]:
+    """The Transformer's arguments, the same in SDK v2 (`Model.transformer`) and v3."""
+    return {
+        "instance_count": 1,
+        "instance_type": instance_type,
+        "strategy": kind.strategy,
+        "assemble_with": kind.assemble_with,
+        "output_path": output_uri,
+        "accept": kind.accept,
+        "max_payload": PAYLOAD_MB,
+        "tags": [{"Key": "project", "Value": PROJECT}],
+    }
+
+
+def start_transform(session: Any, source: ModelSource, role: str, kind: Kind, input_uri: str,
+                    output_uri: str, instance_type: str, wait: bool, sdk: str = "2") -> str:  # fmt: skip
+    """Create a model for `source` and a transform job over `input_uri` (both named
+    sagevit-transform-TIMESTAMP) through SDK v`sdk`; the job's name."""
+    name = timestamped(f"{PROJECT}-transform")
+    settings = transformer_settings(kind, output_uri, instance_type)
+    if sdk == "3":
+        from scripts import sdk3
+
+        sdk3.create_model(name, source.model_data, source.image_uri, role, session.boto_session, MODEL_ENVIRONMENT)  # fmt: skip
+        transformer = sdk3.transformer(session, name, settings)
+    else:
+        from sagemaker.model import Model
+
+        model = Model(image_uri=source.image_uri, model_data=source.model_data, role=role,
+                      env=MODEL_ENVIRONMENT, name=name, sagemaker_session=session)  # fmt: skip
+        transformer = model.transformer(**settings)
     transformer.transform(
         input_uri,
         content_type=kind.content_type,
         split_type=kind.split_type,
-        job_name=job_name,
+        job_name=name,
         model_client_config={"InvocationsTimeoutInSeconds": TIMEOUT_S, "InvocationsMaxRetries": 1},
         wait=wait,
         logs=False,
     )
-    return job_name
+    return name
 
 
 def class_names_of(s3: Any, model_data: str) -> list[str]:
@@ -167,11 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--instance-type", default="ml.m5.xlarge")
     parser.add_argument("--wait", action="store_true", help="wait, then collect the predictions")
     parser.add_argument("--out", type=Path, default=Path("build/transform/predictions.csv"))
+    add_sdk_argument(parser, "Model.transformer", "sagemaker.core Model + Transformer")
     args = parser.parse_args(argv)
     if not args.input.startswith("s3://"):
         raise SystemExit(f"--input {args.input}: give an S3 prefix (s3://BUCKET/prefix/)")
 
-    session = sagemaker_session(args.region, args.bucket)
+    session = session_for(args.sdk, args.region, args.bucket)
     client = session.sagemaker_client
     if args.model_data:
         if not args.image_uri:
@@ -181,10 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = from_training_job(client, args.job or latest_training_job(client))
     role = args.role or source.role or resolve_role(None, session)
     bucket = args.input.removeprefix("s3://").partition("/")[0]
-    from sagemaker.utils import name_from_base
-
-    output = args.output or f"s3://{bucket}/{PROJECT}/transform/{name_from_base('out')}"
-    name = start_transform(session, source, role, KINDS[args.kind], args.input, output, args.instance_type, args.wait)  # fmt: skip
+    output = args.output or f"s3://{bucket}/{PROJECT}/transform/{timestamped('out')}"
+    name = start_transform(session, source, role, KINDS[args.kind], args.input, output,
+                           args.instance_type, args.wait, args.sdk)  # fmt: skip
     print(f"transform job: {name}")
     print(f"output:        {output}")
     if args.wait:

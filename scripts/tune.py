@@ -1,7 +1,7 @@
 """`make tune`: a SageMaker hyperparameter tuning job over the project's image.
 
     python -m scripts.tune [--range learning_rate=1e-4:3e-3:log ...] [--max-jobs 8]
-                           [--max-parallel-jobs 2] [--warm-start TUNER] [--wait]
+                           [--max-parallel-jobs 2] [--warm-start TUNER] [--wait] [--sdk 3]
 
 The objective is `val_accuracy`, maximised: the tuner reads it from the trainer's
 `epoch=N ...` lines with the same metric regexes `make train` sends. A range is
@@ -10,7 +10,8 @@ The objective is `val_accuracy`, maximised: the tuner reads it from the trainer'
 (sagevit.config.BOUNDS), checked before any AWS call. Other hyperparameters
 (`--hyperparameter key=value`) stay fixed, as strings. Early stopping is on; with
 `--warm-start`, the new tuner starts from an earlier one's jobs. It prints the tuning
-job's name and, with --wait, a table of the best jobs.
+job's name and, with --wait, a table of the best jobs. `--sdk 3` sends the same
+request through SDK v3's HyperparameterTuner over a ModelTrainer (scripts.sdk3).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import sys
 import typing
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sagevit.config import BOUNDS, CHOICES, ConfigError, Hyperparameters, within
@@ -26,12 +28,14 @@ from sagevit.epoch_log import metric_definitions
 from scripts.aws import (
     PROJECT,
     JobSpec,
+    add_sdk_argument,
     add_session_arguments,
     console_url,
     parse_pairs,
     resolve_role,
-    sagemaker_session,
     script_parser,
+    session_for,
+    timestamped,
 )
 from scripts.launch import build_estimator, default_image_uri, job_channels, job_hyperparameters
 
@@ -46,11 +50,20 @@ DEFAULT_RANGES = (
 )
 
 
-def parse_range(text: str) -> tuple[str, Any]:
+def parameter_classes(sdk: str) -> Any:
+    """The module holding CategoricalParameter, ContinuousParameter and IntegerParameter:
+    the same classes, with the same arguments, in both SDKs."""
+    if sdk == "3":
+        from sagemaker.core import parameter
+    else:
+        from sagemaker import parameter
+    return parameter
+
+
+def parse_range(text: str, sdk: str = "2") -> tuple[str, Any]:
     """`name=low:high[:log]` or `name=a,b` as (name, SDK parameter range); SystemExit naming
     the problem for an unknown name, a choice the trainer refuses or an end out of bounds."""
-    from sagemaker.tuner import CategoricalParameter, ContinuousParameter, IntegerParameter
-
+    classes = parameter_classes(sdk)
     name, _, spec = text.partition("=")
     name = name.strip().replace("-", "_")
     kinds = typing.get_type_hints(Hyperparameters)
@@ -62,7 +75,7 @@ def parse_range(text: str) -> tuple[str, Any]:
         bad = [v for v in values if v not in CHOICES[name]]
         if not values or bad:
             raise SystemExit(f"--range {text!r}: {name} takes {', '.join(CHOICES[name])}")
-        return name, CategoricalParameter(values)
+        return name, classes.CategoricalParameter(values)
     parts = spec.split(":")
     if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
         raise SystemExit(f"--range {text!r}: write {name}=LOW:HIGH or {name}=LOW:HIGH:log")
@@ -76,8 +89,47 @@ def parse_range(text: str) -> tuple[str, Any]:
     scaling = "Logarithmic" if len(parts) == 3 else "Linear"
     if scaling == "Logarithmic" and low <= 0:
         raise SystemExit(f"--range {text!r}: a log range must start above 0")
-    parameter = IntegerParameter if kinds[name] is int else ContinuousParameter
+    parameter = classes.IntegerParameter if kinds[name] is int else classes.ContinuousParameter
     return name, parameter(low, high, scaling_type=scaling)
+
+
+@dataclass(frozen=True)
+class Search:
+    """What the tuner searches, and how hard: the same for both SDKs' HyperparameterTuner."""
+
+    ranges: dict[str, Any]  # hyperparameter -> the SDK's parameter range
+    max_jobs: int
+    max_parallel_jobs: int
+    warm_start: str | None = None  # a parent tuning job, same data and image
+    # Named here: the SDKs' own short names are to the minute, so two tuners started in one
+    # minute collide ("Resource Already Exists"). SageMaker allows 32 characters.
+    name: str = field(default_factory=lambda: timestamped(PROJECT, limit=32))
+
+    def tuner_kwargs(self) -> dict[str, Any]:
+        """HyperparameterTuner's arguments besides the trainer and the warm start."""
+        return {
+            "objective_metric_name": OBJECTIVE,
+            "hyperparameter_ranges": self.ranges,
+            "metric_definitions": metric_definitions(),
+            "objective_type": "Maximize",
+            "max_jobs": self.max_jobs,
+            "max_parallel_jobs": self.max_parallel_jobs,
+            "early_stopping_type": "Auto",
+        }
+
+
+def start_with_sdk2(job: JobSpec, sm_session: Any, search: Search, channels: dict[str, str]) -> Any:
+    """SDK v2's HyperparameterTuner over scripts.launch's Estimator, started; the tuner."""
+    from sagemaker.tuner import HyperparameterTuner, WarmStartConfig, WarmStartTypes
+
+    warm_start = search.warm_start and WarmStartConfig(
+        WarmStartTypes.IDENTICAL_DATA_AND_ALGORITHM, parents={search.warm_start}
+    )
+    tuner = HyperparameterTuner(
+        build_estimator(job, sm_session), warm_start_config=warm_start or None, **search.tuner_kwargs()
+    )  # fmt: skip
+    tuner.fit(channels, job_name=search.name, wait=False)
+    return tuner
 
 
 def best_jobs(client: Any, tuning_job: str, top: int = 5) -> list[dict]:
@@ -125,9 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train", help="train channel S3 URI")
     parser.add_argument("--validation", help="validation channel S3 URI (the objective needs one)")
     parser.add_argument("--wait", action="store_true", help="wait, then print the best jobs")
+    add_sdk_argument(parser, "HyperparameterTuner(Estimator)", "HyperparameterTuner(ModelTrainer)")
     args = parser.parse_args(argv)
 
-    ranges = dict(parse_range(text) for text in args.range or DEFAULT_RANGES)
+    ranges = dict(parse_range(text, args.sdk) for text in args.range or DEFAULT_RANGES)
     fixed = parse_pairs(args.hyperparameter, "--hyperparameter")
     clash = sorted({k.replace("-", "_") for k in fixed} & set(ranges))
     if clash:
@@ -139,28 +192,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.max_parallel_jobs <= args.max_jobs:
         raise SystemExit("need 1 <= --max-parallel-jobs <= --max-jobs")
 
-    from sagemaker.tuner import HyperparameterTuner, WarmStartConfig, WarmStartTypes
-
-    session = sagemaker_session(args.region, args.bucket)
+    session = session_for(args.sdk, args.region, args.bucket)
     image_uri = args.image_uri or default_image_uri(session, args.repository, args.tag)
-    role = resolve_role(args.role, session)
-    estimator = build_estimator(JobSpec(image_uri, role, static, args.instance_type), session)
-    tuner = HyperparameterTuner(
-        estimator,
-        objective_metric_name=OBJECTIVE,
-        hyperparameter_ranges=ranges,
-        metric_definitions=metric_definitions(),
-        objective_type="Maximize",
-        max_jobs=args.max_jobs,
-        max_parallel_jobs=args.max_parallel_jobs,
-        early_stopping_type="Auto",
-        base_tuning_job_name=PROJECT,
-        warm_start_config=WarmStartConfig(
-            WarmStartTypes.IDENTICAL_DATA_AND_ALGORITHM, parents={args.warm_start}
-        ) if args.warm_start else None,
-    )  # fmt: skip
-    tuner.fit(job_channels(session.default_bucket(), args.train, args.validation), wait=False)
-    name = tuner.latest_tuning_job.name
+    job = JobSpec(image_uri, resolve_role(args.role, session), static, args.instance_type)
+    search = Search(ranges, args.max_jobs, args.max_parallel_jobs, args.warm_start)
+    channels = job_channels(session.default_bucket(), args.train, args.validation)
+    if args.sdk == "3":
+        from scripts import sdk3
+
+        tuner = sdk3.start_tuner(job, session, search, channels)
+    else:
+        tuner = start_with_sdk2(job, session, search, channels)
+    name = search.name
     print(f"tuning job: {name}")
     print(f"console:    {console_url(session.boto_region_name, 'hyper-tuning-jobs', name)}")
     if args.wait:

@@ -140,13 +140,18 @@ def run_toolkit(
 
 
 def wait_for(
-    log: Path, line: str, process: subprocess.Popen, timeout: float = HANG_LIMIT_S
+    log: Path,
+    line: str,
+    process: subprocess.Popen,
+    timeout: float = HANG_LIMIT_S,
+    also: Sequence[Path] = (),
 ) -> None:
     """Wait until `line` appears in the log file of a running `process`; fail the test if
-    the process exits first or `timeout` seconds pass."""
+    the process exits first or `timeout` seconds pass. The tails of the `also` logs (its
+    peers') join the failure message: a peer's crash is often why the process exited."""
     deadline = time.monotonic() + timeout
     while line not in log.read_text():
-        tail = log.read_text()[-3000:]
+        tail = "\n".join(f"--- {p.name}:\n{p.read_text()[-3000:]}" for p in (log, *also))
         assert process.poll() is None, f"exited before {line!r}:\n{tail}"
         assert time.monotonic() < deadline, f"no {line!r} within {timeout} s:\n{tail}"
         time.sleep(0.05)

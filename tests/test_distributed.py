@@ -30,7 +30,7 @@ from sagevit.config import parse_hyperparameters
 from sagevit.data import Split, training_batches
 from sagevit.distribute import tf_config, worker_count
 from sagevit.entry import cluster_config
-from scripts.server_process import free_port
+from scripts.server_process import free_ports
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 TESTS_PATH = os.pathsep.join([str(Path(__file__).parent), *sys.path])
@@ -151,7 +151,7 @@ def start_workers(
     """Two `sagevit-train` processes on 127.0.0.1, each with its own model dir and log,
     and `train[i]` as worker i's train channel if given (else `channel`). Worker 1's
     reads of the image files named in `hang` never return."""
-    cluster = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    cluster = [f"127.0.0.1:{port}" for port in free_ports(2)]
     workers = []
     for index in range(2):
         config = {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
@@ -195,8 +195,8 @@ def test_two_workers_on_loopback_train_one_model(worker_channel, tmp_path):
 @pytest.mark.slow
 def test_a_dead_worker_fails_the_job_with_a_clear_message(worker_channel, tmp_path):
     workers = start_workers(worker_channel, tmp_path, epochs=200)
-    (chief, chief_log), (other, _) = workers
-    wait_for(chief_log, " epoch=1 loss=", chief)
+    (chief, chief_log), (other, other_log) = workers
+    wait_for(chief_log, " epoch=1 loss=", chief, also=[other_log])
     other.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     code = chief.wait(timeout=HANG_LIMIT_S)  # bounded: health checks find the dead peer
@@ -237,8 +237,8 @@ def threads(process: subprocess.Popen) -> int:
 def test_sigterm_stops_both_workers_at_one_step_and_both_resume(worker_channel, tmp_path):
     checkpoints = tmp_path / "checkpoints"  # shared, as SageMaker syncs one S3 prefix to all hosts
     workers = start_workers(worker_channel, tmp_path, 200, "--checkpoint-dir", str(checkpoints))
-    (chief, chief_log), (other, _) = workers
-    wait_for(chief_log, " epoch=2 loss=", chief)
+    (chief, chief_log), (other, other_log) = workers
+    wait_for(chief_log, " epoch=2 loss=", chief, also=[other_log])
     other.send_signal(signal.SIGTERM)  # one worker's signal is enough: they agree
     codes = [process.wait(timeout=HANG_LIMIT_S) for process, _ in workers]
     assert codes == [0, 0], "\n".join(log.read_text()[-2000:] for _, log in workers)
@@ -262,11 +262,11 @@ def test_sigterm_stops_both_workers_at_one_step_and_both_resume(worker_channel, 
 @pytest.mark.slow
 def test_two_workers_do_not_leak_threads(worker_channel, tmp_path):
     workers = start_workers(worker_channel, tmp_path, 200)
-    (chief, chief_log), _ = workers
+    (chief, chief_log), (_, other_log) = workers
     try:
-        wait_for(chief_log, " epoch=2 loss=", chief)
+        wait_for(chief_log, " epoch=2 loss=", chief, also=[other_log])
         before = threads(chief)
-        wait_for(chief_log, " epoch=6 loss=", chief)
+        wait_for(chief_log, " epoch=6 loss=", chief, also=[other_log])
         grown = threads(chief) - before
         print(f"\nchief threads: {before} at epoch 2, {before + grown} at epoch 6")
     finally:

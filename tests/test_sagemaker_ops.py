@@ -468,7 +468,10 @@ def test_clean_up_retries_throttling_and_stops_on_other_errors(in_process_aws, a
         delete_endpoint(client, endpoint, sleep=waits.append)
 
 
-def test_tune_sends_ranges_fixed_strings_and_regexes_that_read_the_trainer(moto, aws_env, tmp_path):
+@pytest.mark.parametrize("sdk", ["2", "3"])
+def test_tune_sends_ranges_fixed_strings_and_regexes_that_read_the_trainer(moto, aws_env, tmp_path, sdk):  # fmt: skip
+    """The same request through v2's HyperparameterTuner(Estimator) and, with SDK=3,
+    v3's HyperparameterTuner(ModelTrainer)."""
     from sagevit.training import EpochResult
 
     recorder(moto[0], "start-recording")
@@ -476,7 +479,7 @@ def test_tune_sends_ranges_fixed_strings_and_regexes_that_read_the_trainer(moto,
         aws_env, tmp_path, "tune", f"ROLE={ROLE}", f"BUCKET={BUCKET}", f"IMAGE_URI={IMAGE_URI}",
         "EPOCHS=5", "RANGES=learning_rate=1e-4:3e-3:log batch_size=32:256 tokenizer=patch,conv",
         "HYPERPARAMETERS=preset=seed weight_decay=1e-4", "MAX_JOBS=6", "PARALLEL_JOBS=3",
-        "WARM_START=sagevit-parent-tuner",
+        "WARM_START=sagevit-parent-tuner", f"SDK={sdk}",
     )  # fmt: skip
     recorder(moto[0], "stop-recording")
     name = re.search(r"tuning job: (\S+)", stdout).group(1)
@@ -588,15 +591,19 @@ def test_deploy_refuses_an_impossible_serverless_size_before_any_aws_call(aws_en
 # SageMaker feeds it.
 
 
-def test_transform_sends_what_the_server_needs_for_each_kind(moto, aws_env, tmp_path):
+@pytest.mark.parametrize("sdk", ["2", "3"])
+def test_transform_sends_what_the_server_needs_for_each_kind(moto, aws_env, tmp_path, sdk):
+    """Through v2's Model.transformer and, with SDK=3, v3's Model.create and Transformer."""
     recorder(moto[0], "start-recording")
     stdout = make(aws_env, tmp_path, "transform", f"INPUT=s3://{BUCKET}/records/", "KIND=jsonlines",
-                  f"MODEL_DATA=s3://{BUCKET}/model.tar.gz", f"IMAGE_URI={IMAGE_URI}", f"ROLE={ROLE}")  # fmt: skip
+                  f"MODEL_DATA=s3://{BUCKET}/model.tar.gz", f"IMAGE_URI={IMAGE_URI}", f"ROLE={ROLE}",
+                  f"SDK={sdk}")  # fmt: skip
     recorder(moto[0], "stop-recording")
     name = re.search(r"transform job: (\S+)", stdout).group(1)
     (job,) = [j for j in sent(moto[1], "CreateTransformJob") if j["TransformJobName"] == name]
     assert job["BatchStrategy"] == "MultiRecord" and job["MaxPayloadInMB"] == 6
     assert "MaxConcurrentTransforms" not in job  # SageMaker asks /execution-parameters
+    assert job["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 600, "InvocationsMaxRetries": 1}  # fmt: skip
     assert job["TransformInput"]["SplitType"] == "Line"
     assert job["TransformInput"]["ContentType"] == "application/jsonlines"
     assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/records/"

@@ -17,7 +17,7 @@ from conftest import guarded_env, tiny_flags, write_channel
 
 from sagevit.config import ConfigError
 from sagevit.epoch_log import METRIC_NAMES, format_line, metric_definitions
-from scripts.aws import console_url, parse_pairs
+from scripts.aws import console_url, parse_pairs, timestamped
 from scripts.evaluate import evaluate, load_test_set, write_outputs
 from scripts.launch import job_hyperparameters
 
@@ -36,6 +36,13 @@ def test_job_hyperparameters_pass_through_unchanged_and_are_checked():
         job_hyperparameters({"d_modl": "64"}, epochs=None)
     with pytest.raises(ConfigError, match="num-heads"):
         job_hyperparameters({"num_heads": "0"}, epochs=None)
+
+
+def test_timestamped_names_fit_sagemakers_limits_to_the_millisecond():
+    name = timestamped("sagevit", limit=32)  # a tuning job's limit
+    assert re.fullmatch(r"sagevit-\d{4}(-\d\d){5}-\d{3}", name) and len(name) <= 32
+    long = timestamped("x" * 80)
+    assert len(long) == 63 and long.startswith("x" * 39 + "-")
 
 
 def test_console_url_names_region_and_job():
