@@ -1,6 +1,7 @@
 """Bad input gets a clear 4xx and the worker keeps serving; the decoders never crash."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -117,7 +118,16 @@ def test_top_k_attribute_is_an_ascii_integer_in_range_or_a_clean_refusal(value):
     except BadAttributes as error:
         assert "\n" not in str(error) and len(str(error)) < 200
         return
-    assert k is None or (1 <= k <= 10 and value.strip() == str(k))
+    # The value ends at the first separator (`top_k=1,` is top_k=1 and an empty pair).
+    assert k is None or (1 <= k <= 10 and re.split(r"[,;]", value)[0].strip() == str(k))
+
+
+def test_top_k_given_twice_is_refused_not_settled_by_order():
+    from sagevit_serve.encode import BadAttributes, parse_top_k
+
+    assert parse_top_k("trace=abc; top_k=3,", 10) == 3
+    with pytest.raises(BadAttributes, match="top_k given 2 times"):
+        parse_top_k("top_k=3,top_k=5", 10)
 
 
 @pytest.mark.parametrize("value", ["٣", "²", "3\u200b", " 7" + "0" * 5000, "0x3", "+3", "3.0"])

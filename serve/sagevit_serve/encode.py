@@ -29,16 +29,18 @@ class BadAttributes(ValueError):
 
 
 def parse_top_k(header: str | None, num_classes: int) -> int | None:
-    """The `top_k` custom attribute as an int in [1, num_classes], or None if absent."""
+    """The `top_k` custom attribute as an int in [1, num_classes], or None if absent.
+    The header is `key=value` pairs split by `,` or `;` (other keys are other parties'
+    and pass by); `top_k` given twice is refused, not settled by order."""
     if not header:
         return None
-    attributes = dict(
-        part.split("=", 1) for part in re.split(r"[,;]", header) if "=" in part
-    )  # fmt: skip
-    attributes = {key.strip(): value.strip() for key, value in attributes.items()}
-    if "top_k" not in attributes:
+    pairs = [part.split("=", 1) for part in re.split(r"[,;]", header) if "=" in part]
+    values = [value.strip() for key, value in pairs if key.strip() == "top_k"]
+    if not values:
         return None
-    value = attributes["top_k"]
+    if len(values) > 1:
+        raise BadAttributes(f"top_k given {len(values)} times; give it once")
+    value = values[0]
     if not re.fullmatch(r"[0-9]{1,9}", value) or not 1 <= int(value) <= num_classes:
         shown = value if len(value) <= 20 else f"{value[:20]}..."
         raise BadAttributes(f"top_k must be an integer from 1 to {num_classes}, got {shown!r}")
