@@ -82,6 +82,7 @@ ABLATIONS = {
     "batch-256": ("--batch-size", "256", "--learning-rate", "4e-3"),  # fewer, larger steps
     "v1": ("--preset", "v1"),  # the old tokenizer and sizes
     "xla": ("--jit-compile", "true"),  # XLA on this CPU (auto leaves conv stems to oneDNN)
+    "ema": ("--ema", "0.995"),  # validate and export the weights' average over ~200 steps
 }
 RUNS |= {f"ablate-{name}": Run(flags, budget=ABLATION_BUDGET) for name, flags in ABLATIONS.items()}
 SELECTED = ("default", "fast", "v1", "seed")

@@ -131,8 +131,8 @@ CheckpointDir({str(tmp_path)!r}).save(*tiny_model(), Progress(epoch=3))
     assert not list(tmp_path.glob("*.tmp"))  # cleaned up
 
 
-def tiny_hyperparameters(epochs: int):
-    return parse_hyperparameters(tiny_flags(epochs=epochs))
+def tiny_hyperparameters(epochs: int, *extra: str):
+    return parse_hyperparameters([*tiny_flags(epochs=epochs), *extra])
 
 
 def stop_after(calls: int):
@@ -145,9 +145,11 @@ def stop_after(calls: int):
     return should_stop
 
 
-def test_stopped_then_resumed_training_equals_an_uninterrupted_run(channel, tmp_path, caplog):
-    """4 steps per epoch; stop after the 6th step (epoch 2, step 2); resume; compare."""
-    hp = tiny_hyperparameters(epochs=3)
+@pytest.mark.parametrize("extra", [(), ("--ema", "0.9")], ids=["plain", "ema"])
+def test_stopped_then_resumed_training_equals_an_uninterrupted_run(channel, tmp_path, caplog, extra):  # fmt: skip
+    """4 steps per epoch; stop after the 6th step (epoch 2, step 2); resume; compare. With
+    --ema the checkpoint carries the average too: validation and export match as well."""
+    hp = tiny_hyperparameters(3, *extra)
     straight = run(hp, channel, tmp_path / "straight", validation_dir=channel)
 
     checkpoints = tmp_path / "checkpoints"

@@ -79,6 +79,7 @@ BOUNDS = {
     "warmup_epochs": "[0, 1000000]",
     "label_smoothing": "[0, 1)",
     "grad_clip": "[0, 1000000]",
+    "ema": "[0, 1)",
     "mixup": "[0, 1000]",
     "cutmix": "[0, 1000]",
     "validation_split": "[0, 1)",
@@ -166,6 +167,11 @@ class Hyperparameters:
     )
     label_smoothing: float = _field(0.1, "weight of the uniform distribution in the targets")
     grad_clip: float = _field(1.0, "clip gradients to this global norm; 0 turns it off")
+    ema: float = _field(
+        0.0,
+        "momentum of an exponential moving average of the weights, which validation and the"
+        " exported model use instead of the last step's (e.g. 0.995); 0 turns it off",
+    )
     # Data
     augment: str = _field(
         "crop_flip",

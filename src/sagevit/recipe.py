@@ -53,9 +53,13 @@ def make_schedule(
 def make_optimizer(
     hp: Hyperparameters, steps_per_epoch: int, model: keras.Model, budget: TimeBudget | None = None
 ) -> keras.optimizers.Optimizer:
-    """AdamW on the schedule, with gradient clipping by global norm, and with
-    `--layer-decay` below 1, a learning rate per layer (`LayerwiseAdamW`)."""
+    """AdamW on the schedule, with gradient clipping by global norm, with `--layer-decay`
+    below 1 a learning rate per layer (`LayerwiseAdamW`), and with `--ema` Keras's own
+    moving average of the weights, updated after every step
+    (`sagevit.training.averaged_weights`)."""
     settings = {"weight_decay": hp.weight_decay, "global_clipnorm": hp.grad_clip or None}
+    if hp.ema:
+        settings |= {"use_ema": True, "ema_momentum": hp.ema}
     schedule = make_schedule(hp, steps_per_epoch, budget)
     if hp.layer_decay < 1.0:
         scales = layer_scales(model, hp.layer_decay)

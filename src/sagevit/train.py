@@ -126,6 +126,7 @@ def run(
             )
         watchdog.beat()
         keras.mixed_precision.set_global_policy("float32")  # later models in this process
+        optimizer.finalize_variable_values(model.trainable_variables)  # --ema: the average
         export_model(model, model_dir, data.class_names, hp.to_dict(), flip_tta=hp.flip_tta)
     if output_data_dir is not None:
         write_reports(history, output_data_dir)

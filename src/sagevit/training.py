@@ -19,6 +19,7 @@ import tensorflow as tf
 from sagevit.budget import TimeBudget
 from sagevit.checkpoints import Progress
 from sagevit.distribute import all_agree
+from sagevit.ema import averaged_weights
 from sagevit.epoch_log import format_line
 from sagevit.watchdog import no_beat
 
@@ -226,7 +227,8 @@ class Trainer:
     ) -> dict[str, float]:
         """val_loss and val_accuracy; the pass's time is what a budget keeps back for the last."""
         started = budget.elapsed() if budget is not None else 0.0
-        metrics = self._metrics(self._evaluate(dataset, on_call))
+        with averaged_weights(self.model, self.optimizer):
+            metrics = self._metrics(self._evaluate(dataset, on_call))
         if budget is not None:
             budget.reserve = budget.elapsed() - started
         return {f"val_{name}": value for name, value in metrics.items()}
