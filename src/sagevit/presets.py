@@ -15,9 +15,11 @@ from typing import Any
 #   88.2% in 33.9 seed-epochs, served with flip TTA (+1.1 points measured on a sibling
 #   run). `make bench-accuracy RUNS=default`.
 # fast: a quarter-width hybrid with one block (0.42M parameters) for a budget of about a
-#   minute: `--preset fast --time-budget 60`. `make bench-accuracy RUNS=fast` (one seed-epoch).
+#   minute: `--preset fast --time-budget 60`. `make bench-accuracy RUNS=fast`: 71.4% in one
+#   seed-epoch (the seed's 60% after 0.43 to 0.96 of one, depending on the day).
 # v1: the default before the hybrid tokenizer (a CCT-style conv stem, four blocks of 64,
-#   0.18M parameters): 78.2% after its 30 epochs. `make bench-accuracy RUNS=v1`.
+#   0.18M parameters): 77.8% after its 30 epochs (26.6 seed-epochs; 78.6% with flip TTA,
+#   which it does not serve). `make bench-accuracy RUNS=v1`.
 # seed: the AWS sample notebook's recipe (about 60% on CIFAR-10 after 50 epochs).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
