@@ -122,12 +122,12 @@ def start_with_sdk2(job: JobSpec, sm_session: Any, search: Search, channels: dic
     """SDK v2's HyperparameterTuner over scripts.launch's Estimator, started; the tuner."""
     from sagemaker.tuner import HyperparameterTuner, WarmStartConfig, WarmStartTypes
 
-    warm_start = search.warm_start and WarmStartConfig(
-        WarmStartTypes.IDENTICAL_DATA_AND_ALGORITHM, parents={search.warm_start}
-    )
-    tuner = HyperparameterTuner(
-        build_estimator(job, sm_session), warm_start_config=warm_start or None, **search.tuner_kwargs()
-    )  # fmt: skip
+    warm_start = None
+    if search.warm_start:
+        parents = {search.warm_start}
+        warm_start = WarmStartConfig(WarmStartTypes.IDENTICAL_DATA_AND_ALGORITHM, parents=parents)
+    estimator = build_estimator(job, sm_session)
+    tuner = HyperparameterTuner(estimator, warm_start_config=warm_start, **search.tuner_kwargs())
     tuner.fit(channels, job_name=search.name, wait=False)
     return tuner
 

@@ -56,7 +56,7 @@ def make_optimizer(
     """AdamW on the schedule, with gradient clipping by global norm, with `--layer-decay`
     below 1 a learning rate per layer (`LayerwiseAdamW`), and with `--ema` Keras's own
     moving average of the weights, updated after every step
-    (`sagevit.training.averaged_weights`)."""
+    (`sagevit.ema.averaged_weights`)."""
     settings = {"weight_decay": hp.weight_decay, "global_clipnorm": hp.grad_clip or None}
     if hp.ema:
         settings |= {"use_ema": True, "ema_momentum": hp.ema}
