@@ -48,7 +48,7 @@ PRETRAINED ?=
 SPOT ?=
 # WAIT=1: stream the job's logs until it ends.
 WAIT ?=
-# make tune: NAME=LOW:HIGH[:log] or NAME=a,b ranges (default: scripts/tune.py), jobs, a parent tuner
+# make tune: NAME=LOW:HIGH[:log] or NAME=a,b ranges (default: scripts/sagemaker/tune.py), jobs, a parent tuner
 RANGES ?=
 MAX_JOBS ?= 8
 PARALLEL_JOBS ?= 2
@@ -96,7 +96,7 @@ test: install ## Run every test, slow ones included (what CI runs)
 	$(PY) -m pytest -m "slow or not slow" --durations=15
 
 test-slow-machine: install ## make test with every core also busy (a busy loop each, at normal priority)
-	bash scripts/with_busy_cores.sh $(MAKE) --no-print-directory test
+	bash scripts/local/with_busy_cores.sh $(MAKE) --no-print-directory test
 
 test-fast: install ## Run the fast tests only
 	$(PY) -m pytest
@@ -112,12 +112,12 @@ format: install ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 build: ## Build the image on BASE_IMAGE, pulled if missing; on its stand-in if it cannot be pulled
-	@base=$$(bash scripts/docker_up.sh --base $(BASE_IMAGE) | tail -n 1) && \
+	@base=$$(bash scripts/local/docker_up.sh --base $(BASE_IMAGE) | tail -n 1) && \
 	echo "building $(IMAGE) on $$base" && \
 	docker build --network host -f docker/Dockerfile --build-arg BASE_IMAGE=$$base -t $(IMAGE) .
 
 build-standin: ## Build the image on the stand-in TensorFlow base, as CI does; prints the image
-	@base=$$(bash scripts/docker_up.sh --standin | tail -n 1) && \
+	@base=$$(bash scripts/local/docker_up.sh --standin | tail -n 1) && \
 	docker build --network host -f docker/Dockerfile --build-arg BASE_IMAGE=$$base \
 		-t $(STANDIN_IMAGE) . >&2 && \
 	echo $(STANDIN_IMAGE)
@@ -126,7 +126,7 @@ image: # Build IMAGE unless it exists already
 	@docker image inspect $(IMAGE) >/dev/null 2>&1 || $(MAKE) build
 
 train-local: install image ## Train in the image with build/local/opt_ml as /opt/ml (DATA=, EPOCHS=, TIME_BUDGET=, PRETRAINED=, HYPERPARAMETERS=)
-	$(PY) -m scripts.demo --image $(IMAGE) --train-only --workdir $(LOCAL_DIR) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+	$(PY) -m scripts.local.demo --image $(IMAGE) --train-only --workdir $(LOCAL_DIR) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 		$(if $(TIME_BUDGET),--hyperparameter time-budget=$(TIME_BUDGET)) \
 		$(if $(PRETRAINED),--pretrained $(PRETRAINED)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair))
 
@@ -135,37 +135,37 @@ serve-local: image ## Serve the train-local model from the image on 127.0.0.1:80
 		-v $(abspath $(LOCAL_DIR))/opt_ml/model:/opt/ml/model:ro $(IMAGE) serve
 
 demo: install image ## Train and serve in the image, query it with curl (DATA= for CIFAR-10 or your images)
-	$(PY) -m scripts.demo --image $(IMAGE) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS))
+	$(PY) -m scripts.local.demo --image $(IMAGE) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 gpu-check: install ## On a GPU machine: build on the real base, train and serve with --gpus all, check both
 	docker image inspect $(BASE_IMAGE) >/dev/null 2>&1 || docker pull $(BASE_IMAGE)
 	docker build --network host -f docker/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(GPU_CHECK_IMAGE) .
-	$(PY) -m scripts.gpu_check --image $(GPU_CHECK_IMAGE)
+	$(PY) -m scripts.local.gpu_check --image $(GPU_CHECK_IMAGE)
 
 bench-serve: install ## Benchmark the server against a naive Flask+predict one; writes bench/results/serve.json
-	$(PY) -m scripts.bench_serve
+	$(PY) -m scripts.bench.serve
 
 bench-decode: install ## CPU time and memory of the costliest image bodies the decoder accepts; writes bench/results/decode.json
-	$(PY) -m scripts.bench_decode
+	$(PY) -m scripts.bench.decode
 
 bench-train: install ## Training speed: our loop vs the seed notebook's fit, alternating rounds (DATA=); writes bench/results/train.json
-	$(PY) -m scripts.bench_train $(if $(DATA),--data $(DATA))
+	$(PY) -m scripts.bench.train $(if $(DATA),--data $(DATA))
 
 bench-accuracy: install ## Time to accuracy in seed-epochs: default, fast, v1, seed (DATA=, RUNS=); writes bench/results/accuracy.json, .png
-	$(PY) -m scripts.bench_accuracy $(if $(DATA),--data $(DATA)) $(if $(RUNS),--runs $(RUNS))
+	$(PY) -m scripts.bench.accuracy $(if $(DATA),--data $(DATA)) $(if $(RUNS),--runs $(RUNS))
 
 bench-finetune: install ## ViT-Ti/16 fine-tuning at 224 on this CPU, weight conversion time, serving latency; writes bench/results/finetune.json
-	$(PY) -m scripts.bench_finetune
+	$(PY) -m scripts.bench.finetune
 
 push: install ## Push IMAGE to ECR REPOSITORY:TAG, creating the repository (REGISTRY=host:port for any other)
-	$(PY) -m scripts.push --image $(IMAGE) --repository $(REPOSITORY) --tag $(TAG) \
+	$(PY) -m scripts.sagemaker.push --image $(IMAGE) --repository $(REPOSITORY) --tag $(TAG) \
 		$(if $(REGISTRY),--registry $(REGISTRY)) $(if $(AWS_REGION),--region $(AWS_REGION))
 
 data: install ## Prepare CIFAR-10 (DATA= for an archive/folder) into DATA_DIR and upload it to S3
 	$(PY) -m scripts.prepare_data --source $(or $(DATA),cifar10) --out $(DATA_DIR) --upload $(AWS_ARGS)
 
 train: $(SDK_VENV) ## Launch a SageMaker training job (ROLE=, EPOCHS=, TIME_BUDGET=, HYPERPARAMETERS=, PRETRAINED=, SPOT=1, WAIT=1, SDK=3)
-	$(SDK_PY) -m scripts.launch --sdk $(SDK) $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
+	$(SDK_PY) -m scripts.sagemaker.launch --sdk $(SDK) $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
 		--instance-type $(TRAIN_INSTANCE_TYPE) --instance-count $(TRAIN_INSTANCE_COUNT) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(ROLE),--role $(ROLE)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair)) \
@@ -173,29 +173,29 @@ train: $(SDK_VENV) ## Launch a SageMaker training job (ROLE=, EPOCHS=, TIME_BUDG
 		$(if $(PRETRAINED),--pretrained $(PRETRAINED)) $(if $(SPOT),--spot) $(if $(WAIT),--wait)
 
 tune: $(SDK_VENV) ## Launch a hyperparameter tuning job maximising val_accuracy (RANGES=, MAX_JOBS=, PARALLEL_JOBS=, WARM_START=, HYPERPARAMETERS=, WAIT=1, SDK=3)
-	$(SDK_PY) -m scripts.tune --sdk $(SDK) $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
+	$(SDK_PY) -m scripts.sagemaker.tune --sdk $(SDK) $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
 		--instance-type $(TRAIN_INSTANCE_TYPE) --max-jobs $(MAX_JOBS) --max-parallel-jobs $(PARALLEL_JOBS) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(ROLE),--role $(ROLE)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 		$(foreach r,$(RANGES),--range $(r)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair)) \
 		$(if $(WARM_START),--warm-start $(WARM_START)) $(if $(WAIT),--wait)
 
 deploy: $(SDK_VENV) ## Deploy the newest (or JOB=) training job's model to endpoint ENDPOINT (SERVERLESS=memory_mb or ASYNC=s3://output for those kinds; SDK=3)
-	$(SDK_PY) -m scripts.deploy --sdk $(SDK) $(AWS_ARGS) --endpoint $(ENDPOINT) $(if $(JOB),--job $(JOB)) $(if $(ROLE),--role $(ROLE)) \
+	$(SDK_PY) -m scripts.sagemaker.deploy --sdk $(SDK) $(AWS_ARGS) --endpoint $(ENDPOINT) $(if $(JOB),--job $(JOB)) $(if $(ROLE),--role $(ROLE)) \
 		$(if $(SERVERLESS),--serverless $(SERVERLESS),--instance-type $(SERVE_INSTANCE_TYPE) --instance-count $(SERVE_INSTANCE_COUNT)) \
 		$(if $(ASYNC),--async-output $(ASYNC)) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(MODEL_DATA),--model-data $(MODEL_DATA))
 
 transform: $(SDK_VENV) ## Batch-transform the S3 prefix INPUT (KIND=images|npy|jsonlines) with the newest (or JOB=) model; WAIT=1 collects build/transform/predictions.csv (SDK=3)
-	$(SDK_PY) -m scripts.transform --sdk $(SDK) $(AWS_ARGS) --input $(INPUT) --kind $(KIND) --instance-type $(SERVE_INSTANCE_TYPE) \
+	$(SDK_PY) -m scripts.sagemaker.transform --sdk $(SDK) $(AWS_ARGS) --input $(INPUT) --kind $(KIND) --instance-type $(SERVE_INSTANCE_TYPE) \
 		$(if $(OUTPUT),--output $(OUTPUT)) $(if $(JOB),--job $(JOB)) $(if $(ROLE),--role $(ROLE)) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(MODEL_DATA),--model-data $(MODEL_DATA)) $(if $(WAIT),--wait)
 
 predict: $(SDK_VENV) ## Evaluate ENDPOINT (or URL=) on TEST_DATA: accuracy, confusion matrix PNG, per-class table (SDK=3)
-	$(SDK_PY) -m scripts.evaluate --sdk $(SDK) --data $(TEST_DATA) --out $(EVAL_DIR) \
+	$(SDK_PY) -m scripts.sagemaker.evaluate --sdk $(SDK) --data $(TEST_DATA) --out $(EVAL_DIR) \
 		$(if $(URL),--url $(URL),--endpoint $(ENDPOINT) $(if $(AWS_REGION),--region $(AWS_REGION)))
 
 delete-endpoint: install ## Delete SageMaker endpoint ENDPOINT, its endpoint config and its model, in AWS
-	$(PY) -m scripts.cleanup --endpoint $(ENDPOINT) $(if $(AWS_REGION),--region $(AWS_REGION))
+	$(PY) -m scripts.sagemaker.cleanup --endpoint $(ENDPOINT) $(if $(AWS_REGION),--region $(AWS_REGION))
 
 # Local outputs only (see .gitignore); .venv and bench/results (measurements) stay.
 clean: ## Remove local build outputs: build/, dist/ and Python caches (not the venvs, not bench/results)

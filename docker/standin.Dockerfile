@@ -7,7 +7,7 @@
 # without the CUDA libraries it was built for, CUDA 12.3 libraries in the linker cache.
 # docs/base-image.md lists every remaining difference.
 #
-# Built by `scripts/docker_up.sh --standin`: ROOTFS is a debootstrapped bookworm, and the build
+# Built by `scripts/local/docker_up.sh --standin`: ROOTFS is a debootstrapped bookworm, and the build
 # context holds PyPI's pip wheel and blinker's 1.4 source release (downloaded by that script).
 ARG ROOTFS=sagevit-standin-rootfs
 FROM ${ROOTFS}

@@ -24,11 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from sagevit.contract import CHANNEL_FILES, TRAIN_FILE, VALIDATION_FILE
-from sagevit.data import IMAGE_SUFFIXES, held_out_indices
-from sagevit.images import ImageError
-from sagevit.images import decode as decode_image
-from scripts.aws import DATA_PREFIX, add_session_arguments, sagemaker_session, script_parser, upload
-from scripts.synthetic_shapes import make_shapes, write_npz
+from sagevit.data.channels import IMAGE_SUFFIXES, held_out_indices
+from sagevit.data.images import ImageError
+from sagevit.data.images import decode as decode_image
+from scripts.local.synthetic_shapes import make_shapes, write_npz
+from scripts.sagemaker.aws import (
+    DATA_PREFIX,
+    add_session_arguments,
+    sagemaker_session,
+    script_parser,
+    upload,
+)
 
 log = logging.getLogger("prepare_data")
 
@@ -89,7 +95,7 @@ def prepare(
     seed: int = 0,
 ) -> Path:
     """Write out/training.npz and out/testing.npz from `source`; return `out`."""
-    from sagevit.data import CIFAR10_CLASSES
+    from sagevit.data.channels import CIFAR10_CLASSES
 
     out.mkdir(parents=True, exist_ok=True)
     if source == "synthetic":

@@ -17,7 +17,7 @@ import numpy as np
 from keras import layers
 
 from sagevit.config import Hyperparameters, parse_hyperparameters
-from sagevit.layers import ClassToken, PatchEmbedding, PositionEmbedding
+from sagevit.model.layers import ClassToken, PatchEmbedding, PositionEmbedding
 
 SEED = parse_hyperparameters(["--preset", "seed"])
 

@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from scripts.bench_decode import png
+from scripts.bench.decode import png
 
 
 def _npy(array):

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from sagevit.config import Hyperparameters
-from scripts.synthetic_shapes import make_shapes, write_npz
+from scripts.local.synthetic_shapes import make_shapes, write_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 GUARD_DIR = ROOT / "tests" / "guard"
@@ -166,7 +166,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def model_dir(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model trained in-process for one epoch and exported like the trainer does."""
     from sagevit.config import parse_hyperparameters
-    from sagevit.train import run
+    from sagevit.job import run
 
     out = tmp_path_factory.mktemp("model")
     hp = parse_hyperparameters(tiny_flags())
@@ -177,7 +177,7 @@ def model_dir(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def toolkit_run(channel: Path, tmp_path_factory: pytest.TempPathFactory):
     """(opt_ml folder, completed process) of one real toolkit `train` run, shared by slow tests."""
-    from scripts.sagemaker_layout import write_training_layout
+    from scripts.local.sagemaker_layout import write_training_layout
 
     base = write_training_layout(
         tmp_path_factory.mktemp("opt_ml"),
@@ -250,7 +250,7 @@ def in_process_probabilities(model_dir: Path, images: np.ndarray) -> np.ndarray:
     with the mirror images' when the export has flip TTA (its metadata says)."""
     import keras
 
-    from sagevit.model import load_model
+    from sagevit.model.vit import load_model
 
     model = load_model(model_dir / "vit.keras")
     images = images.astype("float32")
@@ -263,7 +263,7 @@ def in_process_probabilities(model_dir: Path, images: np.ndarray) -> np.ndarray:
 def seed_vit(**overrides: object):
     """The seed notebook's ViT (the seed preset's model arguments), with `overrides`."""
     from sagevit.config import parse_hyperparameters
-    from sagevit.model import build_vit
+    from sagevit.model.vit import build_vit
 
     kwargs = parse_hyperparameters(["--preset", "seed"]).model_kwargs()
     return build_vit(**{**kwargs, **overrides})

@@ -9,19 +9,19 @@ import os
 import sys
 import threading
 
-import sagevit.data
+import sagevit.data.channels
 
 
 def _hang_on_named_files() -> None:
     names = set(os.environ["SAGEVIT_TEST_HANG"].split(","))
-    read = sagevit.data.read_image_file
+    read = sagevit.data.channels.read_image_file
 
     def read_or_hang(path: bytes, size: int):
         if os.path.basename(os.fsdecode(path)) in names:
             threading.Event().wait()  # forever
         return read(path, size)
 
-    sagevit.data.read_image_file = read_or_hang
+    sagevit.data.channels.read_image_file = read_or_hang
 
 
 def cli() -> None:

@@ -3,10 +3,10 @@ import pytest
 import tensorflow as tf
 from conftest import seed_vit
 
-from sagevit.augment import crop_flip, mixup
 from sagevit.config import parse_hyperparameters
-from sagevit.data import load_channel, make_dataset
-from sagevit.recipe import make_optimizer, make_schedule
+from sagevit.data.augment import crop_flip, mixup
+from sagevit.data.channels import load_channel, make_dataset
+from sagevit.training.recipe import make_optimizer, make_schedule
 
 
 def batch(n=6, size=8):

@@ -16,22 +16,22 @@ import subprocess
 import pytest
 from conftest import ROOT, TINY
 
-from scripts.containers import (
+from scripts.local.containers import (
     TRAINING_HOST,
     docker,
     remove_container,
     run_training,
     start_serving,
 )
-from scripts.sagemaker_layout import write_training_layout
-from scripts.server_process import free_port, wait_until_ready
+from scripts.local.sagemaker_layout import write_training_layout
+from scripts.local.server_process import free_port, wait_until_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 
 def docker_up(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", "scripts/docker_up.sh", *args],
+        ["bash", "scripts/local/docker_up.sh", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=3600,
     )  # fmt: skip
 
@@ -95,7 +95,7 @@ def test_build_falls_back_to_the_standin_in_one_line_when_the_base_cannot_be_pul
 def test_image_loads_the_cuda_libraries_tensorflow_was_built_for(image):
     report = json.loads(
         docker(
-            "run", "--rm", "--entrypoint", "python", image, "-m", "sagevit.gpu", "--json"
+            "run", "--rm", "--entrypoint", "python", image, "-m", "sagevit.platform.gpu", "--json"
         ).splitlines()[-1]
     )
     wheels = report["tensorflow_dir"].rsplit("/", 1)[0] + "/nvidia/"

@@ -14,12 +14,12 @@ import pytest
 import tensorflow as tf
 from conftest import seed_vit
 
-from sagevit.budget import BudgetSchedule, TimeBudget
-from sagevit.checkpoints import Progress
 from sagevit.config import ConfigError, parse_hyperparameters
-from sagevit.data import load_channel, make_dataset
-from sagevit.recipe import make_optimizer
-from sagevit.training import Trainer
+from sagevit.data.channels import load_channel, make_dataset
+from sagevit.training.budget import BudgetSchedule, TimeBudget
+from sagevit.training.checkpoints import Progress
+from sagevit.training.loop import Trainer
+from sagevit.training.recipe import make_optimizer
 
 STEPS_PER_EPOCH = 4
 
@@ -126,7 +126,7 @@ def test_a_resumed_run_goes_on_with_what_is_left(channel, caplog):
 
 
 def test_a_stop_signal_checkpoints_the_seconds_spent(channel):
-    from sagevit.training import TrainingStopped
+    from sagevit.training.loop import TrainingStopped
 
     saved = []
     steps = iter(range(100))
@@ -150,7 +150,7 @@ def test_the_cli_ends_a_run_of_many_epochs_on_its_budget(channel, tmp_path, capl
     """Real seconds: whatever this machine manages in them, the budget ends the run."""
     from conftest import tiny_flags
 
-    from sagevit.train import run
+    from sagevit.job import run
 
     hp = parse_hyperparameters(tiny_flags(epochs=100_000, **{"time-budget": 3}))
     with caplog.at_level("INFO", logger="sagevit"):

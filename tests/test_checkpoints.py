@@ -13,10 +13,10 @@ import pytest
 import tensorflow as tf
 from conftest import HANG_LIMIT_S, seed_vit, tiny_flags
 
-from sagevit.checkpoints import CheckpointDir, CheckpointError, Progress
 from sagevit.config import parse_hyperparameters
-from sagevit.train import run
-from sagevit.training import TrainingStopped
+from sagevit.job import run
+from sagevit.training.checkpoints import CheckpointDir, CheckpointError, Progress
+from sagevit.training.loop import TrainingStopped
 
 
 def tiny_model(d_model: int = 32) -> tuple[keras.Model, keras.optimizers.Optimizer]:
@@ -88,7 +88,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path, capl
         {"truncate": data[: len(data) // 2], "garbage": b"x" * 100, "empty": b""}[damage]
     )
 
-    with caplog.at_level(logging.INFO, logger="sagevit.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="sagevit.training.checkpoints"):
         restored = store.restore(*tiny_model())
     assert restored.epoch == 2
     assert f"checkpoint {newest} is unreadable" in caplog.text
@@ -109,7 +109,7 @@ def test_sigkill_in_the_middle_of_a_write_leaves_the_previous_checkpoint_newest(
     store.save(model, optimizer, Progress(epoch=2))
     killer = f"""
 import os, signal, numpy as np
-from sagevit.checkpoints import CheckpointDir, Progress
+from sagevit.training.checkpoints import CheckpointDir, Progress
 from test_checkpoints import tiny_model
 
 def savez_then_die(file, **arrays):
@@ -199,7 +199,7 @@ def test_a_finished_run_resumes_straight_to_export(channel, tmp_path, caplog):
 def test_a_second_sigterm_exits_at_once_even_as_pid_1(monkeypatch):
     import signal
 
-    from sagevit import signals
+    from sagevit.platform import signals
 
     exits = []
     monkeypatch.setattr(signals.os, "_exit", exits.append)

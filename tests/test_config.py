@@ -103,7 +103,7 @@ def test_model_kwargs_feed_build_vit():
      ("auto", [(7, 0)], "float16"), ("auto", [(8, 6), (7, 5)], "float16"), ("float32", [(9, 0)], "float32")],
 )  # fmt: skip
 def test_precision_is_chosen_from_the_gpus(setting, capabilities, expected):
-    from sagevit.recipe import choose_precision
+    from sagevit.training.recipe import choose_precision
 
     assert choose_precision(setting, capabilities) == expected
 
@@ -144,7 +144,7 @@ def test_every_numeric_hyperparameter_has_bounds_and_the_presets_are_inside_them
 
 
 def test_a_launch_with_a_nan_hyperparameter_fails_before_any_aws_call():
-    from scripts.launch import job_hyperparameters
+    from scripts.sagemaker.launch import job_hyperparameters
 
     with pytest.raises(ConfigError, match="--learning-rate must be in"):
         job_hyperparameters({"learning_rate": "nan"}, epochs=None)

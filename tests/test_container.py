@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import TINY, epoch_numbers, in_process_probabilities, run_make, write_channel
 
-from scripts.containers import (
+from scripts.local.containers import (
     TRAINING_HOST,
     docker,
     remove_container,
@@ -25,9 +25,15 @@ from scripts.containers import (
     start_training,
     stop_container,
 )
-from scripts.evaluate import evaluate, load_test_set, model_dir_predictor
-from scripts.sagemaker_layout import write_training_layout
-from scripts.server_process import curl_invocations, free_port, post_json, request, wait_until_ready
+from scripts.local.sagemaker_layout import write_training_layout
+from scripts.local.server_process import (
+    curl_invocations,
+    free_port,
+    post_json,
+    request,
+    wait_until_ready,
+)
+from scripts.sagemaker.evaluate import evaluate, load_test_set, model_dir_predictor
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -215,7 +221,7 @@ def test_fine_tuning_in_the_image_from_a_pretrained_channel(image, channel, tmp_
     32x32 data resized to the model's 16x16 in the pipeline, positions interpolated."""
     from test_pretrained import ARCH, fine_tune_flags
 
-    from scripts.synthetic_weights import timm_state, write
+    from scripts.local.synthetic_weights import timm_state, write
 
     weights = tmp_path / "weights"
     write(weights / "model.safetensors", timm_state(np.random.default_rng(0), **ARCH))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import write_image_tree
 
-from sagevit.data import (
+from sagevit.data.channels import (
     CIFAR10_CLASSES,
     DataError,
     find_channel_file,
@@ -154,7 +154,7 @@ def test_image_folder_errors(tmp_path):
 
 
 def test_hold_out_is_a_fixed_seed_split(channel):
-    from sagevit.data import hold_out
+    from sagevit.data.channels import hold_out
 
     split = load_channel(channel, "training.npz", "train", 32, 10)
     train, validation = hold_out(split, 0.25, seed=7)
@@ -263,9 +263,9 @@ def test_a_channel_read_that_hangs_is_caught_by_the_watchdog(channel, tmp_path, 
 
     from conftest import tiny_flags
 
-    import sagevit.data
+    import sagevit.data.channels
     from sagevit.config import parse_hyperparameters
-    from sagevit.train import run
+    from sagevit.job import run
 
     released, messages = threading.Event(), []
 
@@ -277,7 +277,7 @@ def test_a_channel_read_that_hangs_is_caught_by_the_watchdog(channel, tmp_path, 
         messages.append(message)
         released.set()
 
-    monkeypatch.setattr(sagevit.data, "read_npz", hung_read)
+    monkeypatch.setattr(sagevit.data.channels, "read_npz", hung_read)
     hp = parse_hyperparameters(tiny_flags(epochs=1, **{"stall-timeout": 1}))
     with pytest.raises(DataError):
         run(hp, channel, tmp_path / "model", on_stall=on_stall)

@@ -27,10 +27,10 @@ from conftest import (
 
 import sagevit
 from sagevit.config import parse_hyperparameters
-from sagevit.data import Split, training_batches
-from sagevit.distribute import tf_config, worker_count
+from sagevit.data.channels import Split, training_batches
 from sagevit.entry import cluster_config
-from scripts.server_process import free_ports
+from sagevit.training.distribute import tf_config, worker_count
+from scripts.local.server_process import free_ports
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 TESTS_PATH = os.pathsep.join([str(Path(__file__).parent), *sys.path])
@@ -93,8 +93,8 @@ MIRRORED = """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import sagevit.train
-sagevit.train.choose_strategy = lambda tf_config=None: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+import sagevit.job
+sagevit.job.choose_strategy = lambda tf_config=None: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 import sys
 import sagevit.entry
 sys.exit(sagevit.entry.main(sys.argv[1:]))
@@ -109,10 +109,12 @@ def test_importing_the_trainer_leaves_tensorflow_unstarted():
     """MultiWorkerMirroredStrategy configures collective ops at startup; a tensor built when a
     module is imported starts TensorFlow first, and every multi-host job then dies with
     "Collective ops must be configured at program startup"."""
-    modules = sorted(p.stem for p in Path(sagevit.__file__).parent.glob("*.py"))
+    src = Path(sagevit.__file__).parent.parent
+    files = Path(sagevit.__file__).parent.rglob("*.py")  # every wing's modules too
+    modules = sorted(".".join(f.relative_to(src).with_suffix("").parts).removesuffix(".__init__") for f in files)  # fmt: skip
     code = (
         "import importlib, tensorflow as tf\n"
-        f"for name in {modules!r}: importlib.import_module('sagevit.' + name)\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
         "tf.config.threading.set_intra_op_parallelism_threads(1)  # raises once started\n"
     )
     done = subprocess.run(

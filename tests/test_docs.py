@@ -92,7 +92,7 @@ def test_every_source_module_is_in_the_layout_table():
     modules = [
         path.relative_to(ROOT).as_posix()
         for folder in SOURCE_FOLDERS
-        for path in sorted((ROOT / folder).iterdir())
+        for path in sorted((ROOT / folder).rglob("*"))  # the wings' modules too
         if path.suffix in (".py", ".sh") and path.name != "__init__.py"
     ]
     assert len(modules) > 20

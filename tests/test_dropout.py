@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagevit.dropout import Dropout, drop, keep_mask
-from sagevit.layers import SelfAttention
+from sagevit.model.dropout import Dropout, drop, keep_mask
+from sagevit.model.layers import SelfAttention
 
 SEED = tf.constant([7, 11])
 

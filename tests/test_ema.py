@@ -9,8 +9,8 @@ import tensorflow as tf
 from conftest import seed_vit
 
 from sagevit.config import parse_hyperparameters
-from sagevit.ema import averaged_weights
-from sagevit.recipe import make_optimizer
+from sagevit.training.ema import averaged_weights
+from sagevit.training.recipe import make_optimizer
 
 
 def two_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> list[list[np.ndarray]]:

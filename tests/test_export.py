@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import HANG_LIMIT_S, seed_vit
 
-from sagevit.export import export_model
-from sagevit.outputs import OutputError
+from sagevit.platform.outputs import OutputError
+from sagevit.training.export import export_model
 
 # Exports once (whole), then dies by SIGKILL halfway through writing the second export's
 # Keras file, after its SavedModel was written: the moment a partial model would be left.
@@ -21,15 +21,15 @@ KILLED_EXPORT = """
 import os, signal, sys
 import keras
 from conftest import seed_vit
-from sagevit.export import export_model
+from sagevit.training.export import export_model
 
 model_dir, first = sys.argv[1], sys.argv[2] == "yes"
 model = seed_vit(num_layers=1, num_classes=3)
 if first:
     export_model(model, model_dir, ["a", "b", "c"], {"run": 1})
 if sys.argv[3] == "mounted":  # the second export sees a mount point (stages inside it)
-    import sagevit.export
-    sagevit.export.is_mount_point = lambda path: True
+    import sagevit.training.export
+    sagevit.training.export.is_mount_point = lambda path: True
 
 def save_half_then_die(self, path, *args, **kwargs):
     with open(path, "wb") as half:
@@ -115,8 +115,8 @@ def test_a_mounted_model_folder_is_filled_in_place_metadata_last(tmp_path, monke
     export_model(model, model_dir, ["a", "b", "c"], {"run": 1})
     (model_dir / "stale.txt").write_text("from an older run")
     mount = MountedModelDir(model_dir)
-    monkeypatch.setattr("sagevit.export.os.replace", mount)
-    monkeypatch.setattr("sagevit.export.is_mount_point", lambda path: detected)
+    monkeypatch.setattr("sagevit.training.export.os.replace", mount)
+    monkeypatch.setattr("sagevit.training.export.is_mount_point", lambda path: detected)
 
     export_model(model, model_dir, ["a", "b", "c"], {"run": 2})
     assert {p.name for p in model_dir.iterdir()} == {"1", "vit.keras", "metadata.json"}
@@ -142,7 +142,7 @@ def test_an_unwritable_model_folder_fails_in_one_sentence(tmp_path, monkeypatch)
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr("sagevit.outputs.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("sagevit.platform.outputs.tempfile.mkstemp", read_only)
     with pytest.raises(OutputError) as raised:
         export_model(seed_vit(num_layers=1, num_classes=3), tmp_path / "model", ["a", "b", "c"], {})
     assert str(raised.value) == (

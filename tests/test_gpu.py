@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from conftest import ROOT, tiny_flags
 
-from sagevit import cuda_libs
 from sagevit.config import parse_hyperparameters
-from sagevit.gpu import Device, GpuUnavailable, device_report, diagnose, require_gpus
-from sagevit.machine import available_cpus, given_gpus
-from sagevit.train import run
-from scripts import gpu_check
+from sagevit.job import run
+from sagevit.platform import cuda_libs
+from sagevit.platform.gpu import Device, GpuUnavailable, device_report, diagnose, require_gpus
+from sagevit.platform.machine import available_cpus, given_gpus
+from scripts.local import gpu_check
 
 H100 = Device("GPU:0", "NVIDIA H100 80GB HBM3", (9, 0))
 
@@ -141,7 +141,7 @@ def test_the_cpu_is_fine_when_allowed_not_given_gpus_or_when_tensorflow_sees_the
     never = lambda: pytest.fail("no diagnosis needed")  # noqa: E731
     require_gpus([], [], allow_cpu=False, reason=never)
     require_gpus(["nvidia0"], [H100], allow_cpu=False, reason=never)
-    with caplog.at_level("WARNING", logger="sagevit.gpu"):
+    with caplog.at_level("WARNING", logger="sagevit.platform.gpu"):
         require_gpus(["nvidia0"], [], allow_cpu=True, reason=lambda: "driver missing")
     assert "driver missing; running on the CPU instead" in caplog.text
 
@@ -218,10 +218,10 @@ def test_gunicorn_pins_nothing_without_gpus(monkeypatch):
 
 
 GOOD_TRAINING_LOG = """
-sagevit.gpu: TensorFlow 2.21.0 (built for CUDA 12.5.1, cuDNN 9) sees 1 GPU(s) (GPU devices given: /dev/nvidia0):
-sagevit.train: compute dtype bfloat16, XLA on
-sagevit.train: training vit (1000 parameters) on 9000 examples, validating on 0, 1 replica(s), weights on /job:localhost/replica:0/task:0/device:GPU:0
-sagevit.training: epoch=1 loss=2.0 accuracy=0.3
+sagevit.platform.gpu: TensorFlow 2.21.0 (built for CUDA 12.5.1, cuDNN 9) sees 1 GPU(s) (GPU devices given: /dev/nvidia0):
+sagevit.job: compute dtype bfloat16, XLA on
+sagevit.job: training vit (1000 parameters) on 9000 examples, validating on 0, 1 replica(s), weights on /job:localhost/replica:0/task:0/device:GPU:0
+sagevit.training.loop: epoch=1 loss=2.0 accuracy=0.3
 """
 
 

@@ -1,4 +1,4 @@
-"""One image decoder for training and serving (sagevit.images): same pixels, bounded cost."""
+"""One image decoder for training and serving (sagevit.data.images): same pixels, bounded cost."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sagevit import images
-from sagevit.data import load_image_folder
+from sagevit.data import images
+from sagevit.data.channels import load_image_folder
 from sagevit_serve.decode import DECODERS, InvalidInput
-from scripts.bench_decode import png, save_image
+from scripts.bench.decode import png, save_image
 
 SIZE = 32
 RNG = np.random.default_rng(0)
@@ -154,7 +154,7 @@ def test_images_within_the_limits_are_decoded():
 def test_the_benchmark_bodies_fit_a_request_and_meet_the_expected_outcome():
     """`make bench-decode`'s worst cases are what it says: each body fits SageMaker's 6 MB
     and is accepted or refused as labelled."""
-    from scripts.bench_decode import CASES, MAX_BODY
+    from scripts.bench.decode import CASES, MAX_BODY
 
     for name, (expected, make) in CASES.items():
         body = make()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import seed_vit
 
-from sagevit.layerwise import LayerwiseAdamW, freeze_backbone, layer_scales
+from sagevit.model.layerwise import LayerwiseAdamW, freeze_backbone, layer_scales
 
 
 def test_scales_fall_by_the_decay_from_the_head_down():

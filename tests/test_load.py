@@ -9,8 +9,14 @@ import time
 import psutil
 import pytest
 
-from scripts.bench_serve import load, make_bodies
-from scripts.server_process import free_port, request, start_server, stop_server, wait_until_ready
+from scripts.bench.serve import load, make_bodies
+from scripts.local.server_process import (
+    free_port,
+    request,
+    start_server,
+    stop_server,
+    wait_until_ready,
+)
 
 pytestmark = pytest.mark.slow
 

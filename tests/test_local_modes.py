@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import TELEMETRY_OPT_OUT, TINY, guarded_env
 
-from scripts.containers import TRAINING_HOST, docker, remove_container, run_training
-from scripts.sagemaker_layout import write_training_layout
-from scripts.server_process import free_port, post_json, wait_until_ready
+from scripts.local.containers import TRAINING_HOST, docker, remove_container, run_training
+from scripts.local.sagemaker_layout import write_training_layout
+from scripts.local.server_process import free_port, post_json, wait_until_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 

@@ -5,9 +5,8 @@ import tensorflow as tf
 from conftest import seed_vit
 
 from sagevit.config import parse_hyperparameters
-from sagevit.dropout import Dropout
-from sagevit.export import export_model
-from sagevit.layers import (
+from sagevit.model.dropout import Dropout
+from sagevit.model.layers import (
     ClassToken,
     ConvTokenizer,
     EncoderBlock,
@@ -15,8 +14,9 @@ from sagevit.layers import (
     PositionEmbedding,
     SelfAttention,
 )
-from sagevit.model import build_vit
-from sagevit.stem import ConvStem, stage_widths
+from sagevit.model.stem import ConvStem, stage_widths
+from sagevit.model.vit import build_vit
+from sagevit.training.export import export_model
 
 # The seed notebook's ViT: image 32, patch 4, 4 layers, d_model 64, 4 heads, mlp 128.
 SEED_PARAMETERS = 142_026

@@ -9,8 +9,8 @@ import pytest
 from conftest import tiny_flags, write_channel
 
 from sagevit.config import parse_hyperparameters
-from sagevit.outputs import OutputError, ensure_writable, is_mount_point, mount_points
-from sagevit.train import run
+from sagevit.job import run
+from sagevit.platform.outputs import OutputError, ensure_writable, is_mount_point, mount_points
 
 # Two lines of /proc/self/mountinfo as SageMaker SDK local mode leaves them in a container:
 # /opt/ml/model bind-mounted from the host's disk, and a folder whose name has a space.
@@ -50,7 +50,7 @@ def fail_writes_in(monkeypatch, folder, code=errno.EROFS, reason="Read-only file
             raise OSError(code, reason)
         return real(*args, dir=dir, **kwargs)
 
-    monkeypatch.setattr("sagevit.outputs.tempfile.mkstemp", mkstemp)
+    monkeypatch.setattr("sagevit.platform.outputs.tempfile.mkstemp", mkstemp)
 
 
 @pytest.mark.parametrize("code, reason", [(errno.EROFS, "Read-only file system"), (errno.ENOSPC, "No space left on device")])  # fmt: skip
@@ -69,7 +69,7 @@ def test_training_with_an_unwritable_output_folder_fails_before_it_trains(tmp_pa
     fail_writes_in(monkeypatch, tmp_path / "output")
     hp = parse_hyperparameters(tiny_flags(epochs=50))
     loaded = []
-    monkeypatch.setattr("sagevit.train.load_data", lambda *args: loaded.append(args))
+    monkeypatch.setattr("sagevit.job.load_data", lambda *args: loaded.append(args))
     with pytest.raises(OutputError, match=r"cannot write the reports to .*output/data"):
         run(hp, channel, tmp_path / "model", channel, output_data_dir=tmp_path / "output" / "data")
     assert loaded == []  # never reached the data

@@ -16,8 +16,7 @@ import pytest
 from reference_vit import reference_logits
 
 from sagevit.config import ConfigError, Hyperparameters, parse_hyperparameters
-from sagevit.model import build_vit
-from sagevit.pretrained import (
+from sagevit.model.pretrained import (
     PretrainedError,
     download,
     find_weights_file,
@@ -25,8 +24,9 @@ from sagevit.pretrained import (
     load_pretrained,
     read_checkpoint,
 )
-from sagevit.weight_files import WeightFileError, read_safetensors
-from scripts.synthetic_weights import timm_state, to_big_vision, to_transformers, write
+from sagevit.model.vit import build_vit
+from sagevit.model.weight_files import WeightFileError, read_safetensors
+from scripts.local.synthetic_weights import timm_state, to_big_vision, to_transformers, write
 
 # A ViT small enough to compute in numpy: 8x8 images of 4x4 patches (a 2x2 grid).
 ARCH = {"d_model": 8, "depth": 2, "mlp_dim": 16, "patch_size": 4, "grid": 2}
@@ -146,7 +146,7 @@ def test_converted_weights_compute_what_the_reference_computes(tmp_path, state, 
 
 def test_the_replaced_head_starts_at_zero_and_the_old_one_is_named(tmp_path, state, caplog):
     model = tiny_vit(num_classes=3)
-    with caplog.at_level(logging.INFO, logger="sagevit.pretrained"):
+    with caplog.at_level(logging.INFO, logger="sagevit.model.pretrained"):
         load_pretrained(model, read_checkpoint(checkpoint_file(tmp_path, state)))
     assert not np.any(model.get_layer("head").kernel.numpy())
     assert "not loaded from model.safetensors: head.bias, head.weight" in caplog.text
@@ -171,7 +171,7 @@ def test_interpolation_keeps_a_constant_grid_and_the_same_size():
 
 def test_a_checkpoint_of_another_architecture_names_every_difference(tmp_path, state):
     checkpoint = read_checkpoint(checkpoint_file(tmp_path, state, "big_vision"))
-    from sagevit.pretrained import check_fits
+    from sagevit.model.pretrained import check_fits
 
     model = tiny_vit(num_layers=1, mlp_dim=32)
     with pytest.raises(PretrainedError, match="--num-layers 1 \\(the file's: 2\\), --mlp-dim 32 \\(the file's: 16\\)") as caught:  # fmt: skip
@@ -309,14 +309,14 @@ def test_fine_tune_export_serve_predict(tmp_path, state, hub, monkeypatch):
 def test_a_frozen_backbone_keeps_the_loaded_weights(tmp_path, state):
     from conftest import write_image_tree
 
-    from sagevit.train import run
+    from sagevit.job import run
 
     folder = write_image_tree(tmp_path / "train", sizes=[(16, 16)] * 4)
     channel = tmp_path / "pretrained"
     checkpoint_file(channel, state, "transformers")
     hp = parse_hyperparameters(fine_tune_flags(**{"freeze-backbone": "True", "image-size": 8}))
     run(hp, folder, tmp_path / "model", pretrained_dir=channel)
-    from sagevit.model import load_model
+    from sagevit.model.vit import load_model
 
     model = load_model(tmp_path / "model" / "vit.keras")
     qkv = model.get_layer("encoder_block_1").attention.qkv.kernel.numpy()
@@ -338,7 +338,7 @@ def test_the_toolkit_passes_the_pretrained_channel(tmp_path, state):
     """The real sagemaker-training `train` with a `pretrained` channel beside `train`."""
     from conftest import run_toolkit, write_image_tree
 
-    from scripts.sagemaker_layout import write_training_layout
+    from scripts.local.sagemaker_layout import write_training_layout
 
     weights = tmp_path / "weights"
     checkpoint_file(weights, state, "big_vision")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagevit.augment import augment_batch, cutmix, mixup, random_erasing, resized_crop_flip
-from sagevit.randaugment import OPS, rand_augment
+from sagevit.data.augment import augment_batch, cutmix, mixup, random_erasing, resized_crop_flip
+from sagevit.data.randaugment import OPS, rand_augment
 
 SEED = tf.constant([3, 4])
 

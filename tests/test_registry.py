@@ -11,8 +11,8 @@ import urllib.request
 import pytest
 from conftest import run_make
 
-from scripts.containers import docker
-from scripts.server_process import free_port, wait_until_ready
+from scripts.local.containers import docker
+from scripts.local.server_process import free_port, wait_until_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -30,7 +30,7 @@ http:
 def registry(tmp_path_factory):
     """host:port of a docker-registry serving on 127.0.0.1 from a temporary folder."""
     if shutil.which("docker-registry") is None:
-        pytest.fail("docker-registry is not installed: scripts/docker_up.sh installs it")
+        pytest.fail("docker-registry is not installed: scripts/local/docker_up.sh installs it")
     folder = tmp_path_factory.mktemp("registry")
     port = free_port()
     config = folder / "config.yml"

@@ -19,7 +19,7 @@ from conftest import (
     write_channel,
 )
 
-from scripts.sagemaker_layout import write_training_layout
+from scripts.local.sagemaker_layout import write_training_layout
 
 pytestmark = pytest.mark.slow
 

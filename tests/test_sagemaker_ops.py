@@ -21,10 +21,10 @@ import pytest
 from conftest import TELEMETRY_OPT_OUT, guarded_env, run_make
 
 from sagevit.config import parse_hyperparameters
-from sagevit.epoch_log import metric_definitions
-from scripts.aws import latest_training_job
-from scripts.push import ecr_credentials, ensure_repository
-from scripts.server_process import free_port, wait_until_ready
+from sagevit.training.epoch_log import metric_definitions
+from scripts.local.server_process import free_port, wait_until_ready
+from scripts.sagemaker.aws import latest_training_job
+from scripts.sagemaker.push import ecr_credentials, ensure_repository
 
 pytestmark = [pytest.mark.slow, pytest.mark.aws]
 
@@ -378,12 +378,12 @@ def named_for(aws, endpoint: str) -> list[str]:
 def in_process_aws(aws_env, monkeypatch):
     """The scripts' sessions, in this process, on moto; `fail(operation, code, times)`
     makes calls fail on every session made afterwards."""
-    import scripts.aws
+    import scripts.sagemaker.aws
 
     for name, value in aws_env.items():
         monkeypatch.setenv(name, value)
     failures = []
-    real = scripts.aws.boto_session
+    real = scripts.sagemaker.aws.boto_session
 
     def boto_session(region=None):
         session = real(region)
@@ -391,7 +391,7 @@ def in_process_aws(aws_env, monkeypatch):
             fail_calls(session, *failure)
         return session
 
-    monkeypatch.setattr(scripts.aws, "boto_session", boto_session)
+    monkeypatch.setattr(scripts.sagemaker.aws, "boto_session", boto_session)
     return lambda operation, code="ResourceLimitExceeded", times=None: failures.append((operation, code, times))  # fmt: skip
 
 
@@ -402,7 +402,7 @@ def deploy_args(endpoint: str) -> list[str]:
 
 @pytest.mark.parametrize("operation", ["CreateModel", "CreateEndpointConfig", "CreateEndpoint"])
 def test_a_deploy_that_fails_at_any_call_removes_what_it_created(in_process_aws, aws, operation):
-    from scripts import deploy
+    from scripts.sagemaker import deploy
 
     endpoint = f"sagevit-fails-at-{operation.lower()}"
     in_process_aws(operation)
@@ -414,7 +414,7 @@ def test_a_deploy_that_fails_at_any_call_removes_what_it_created(in_process_aws,
 
 
 def test_a_failed_clean_up_after_a_failed_deploy_prints_the_command(in_process_aws, aws):
-    from scripts import cleanup, deploy
+    from scripts.sagemaker import cleanup, deploy
 
     endpoint = "sagevit-cleanup-denied"
     in_process_aws("CreateEndpoint")
@@ -428,7 +428,7 @@ def test_a_failed_clean_up_after_a_failed_deploy_prints_the_command(in_process_a
 
 
 def test_clean_up_is_idempotent_ordered_and_finds_orphans(in_process_aws, aws):
-    from scripts.cleanup import delete_endpoint
+    from scripts.sagemaker.cleanup import delete_endpoint
 
     sm, endpoint = aws("sagemaker"), "sagevit-orphans"
     image = {"Image": IMAGE_URI, "ModelDataUrl": f"s3://{BUCKET}/model.tar.gz"}
@@ -447,8 +447,8 @@ def test_clean_up_is_idempotent_ordered_and_finds_orphans(in_process_aws, aws):
 
 
 def test_clean_up_retries_throttling_and_stops_on_other_errors(in_process_aws, aws):
-    from scripts import aws as scripts_aws
-    from scripts.cleanup import delete_endpoint
+    from scripts.sagemaker import aws as scripts_aws
+    from scripts.sagemaker.cleanup import delete_endpoint
 
     sm, endpoint = aws("sagemaker"), "sagevit-throttled"
     image = {"Image": IMAGE_URI, "ModelDataUrl": f"s3://{BUCKET}/model.tar.gz"}
@@ -472,7 +472,7 @@ def test_clean_up_retries_throttling_and_stops_on_other_errors(in_process_aws, a
 def test_tune_sends_ranges_fixed_strings_and_regexes_that_read_the_trainer(moto, aws_env, tmp_path, sdk):  # fmt: skip
     """The same request through v2's HyperparameterTuner(Estimator) and, with SDK=3,
     v3's HyperparameterTuner(ModelTrainer)."""
-    from sagevit.training import EpochResult
+    from sagevit.training.loop import EpochResult
 
     recorder(moto[0], "start-recording")
     stdout = make(
@@ -624,8 +624,8 @@ def test_transform_end_to_end_against_the_served_container(toolkit_run, aws, tmp
     from PIL import Image
 
     from sagevit_serve.predictor import Predictor
-    from scripts.server_process import request, start_server, stop_server
-    from scripts.transform import class_names_of, collect
+    from scripts.local.server_process import request, start_server, stop_server
+    from scripts.sagemaker.transform import class_names_of, collect
 
     model_dir = toolkit_run[0] / "model"
     s3 = aws("s3")

@@ -16,10 +16,10 @@ import pytest
 from conftest import guarded_env, tiny_flags, write_channel
 
 from sagevit.config import ConfigError
-from sagevit.epoch_log import METRIC_NAMES, format_line, metric_definitions
-from scripts.aws import console_url, parse_pairs, timestamped
-from scripts.evaluate import evaluate, load_test_set, write_outputs
-from scripts.launch import job_hyperparameters
+from sagevit.training.epoch_log import METRIC_NAMES, format_line, metric_definitions
+from scripts.sagemaker.aws import console_url, parse_pairs, timestamped
+from scripts.sagemaker.evaluate import evaluate, load_test_set, write_outputs
+from scripts.sagemaker.launch import job_hyperparameters
 
 
 def test_parse_pairs_keeps_values_as_strings():
@@ -54,7 +54,7 @@ def test_console_url_names_region_and_job():
 @pytest.mark.parametrize("value", [1.4590, 0.0, -0.25, 1e-7, 123456.0, float("nan")])
 def test_metric_definitions_read_back_every_value(value):
     metrics = {name: value for name in METRIC_NAMES}
-    line = "2026-11-26 10:00:00 INFO sagevit.training: " + format_line(12, metrics)
+    line = "2026-11-26 10:00:00 INFO sagevit.training.loop: " + format_line(12, metrics)
     for definition in metric_definitions():
         found = re.search(definition["Regex"], line).group(1)
         assert found == f"{value:.4f}"
@@ -157,7 +157,7 @@ def test_network_guard_covers_subprocesses(tmp_path):
 
 
 def test_bench_accuracy_reads_its_targets_in_seed_epochs():
-    from scripts.bench_accuracy import curve, targets
+    from scripts.bench.accuracy import curve, targets
 
     def run(accuracies, seconds, unit=100.0):
         epochs = [{"epoch": i + 1, "val_accuracy": a, "seconds": seconds} for i, a in enumerate(accuracies)]  # fmt: skip
@@ -182,7 +182,7 @@ def test_bench_accuracy_reads_its_targets_in_seed_epochs():
 
 
 def test_bench_accuracy_names_its_runs_and_every_ablation():
-    from scripts.bench_accuracy import ABLATIONS, RUNS, selected_runs
+    from scripts.bench.accuracy import ABLATIONS, RUNS, selected_runs
 
     assert selected_runs("default, seed") == ["default", "seed"]
     ablations = selected_runs("fast,ablate")[1:]
@@ -194,8 +194,8 @@ def test_bench_accuracy_names_its_runs_and_every_ablation():
 
 def test_bench_accuracy_resumes_an_interrupted_run_and_then_starts_afresh(tmp_path):
     from sagevit.config import parse_hyperparameters
-    from sagevit.train import run
-    from scripts.bench_accuracy import our_recipe
+    from sagevit.job import run
+    from scripts.bench.accuracy import our_recipe
 
     channel = write_channel(tmp_path / "data")
     checkpoints = tmp_path / "default@2-checkpoints"
@@ -217,7 +217,7 @@ def test_bench_accuracy_resumes_an_interrupted_run_and_then_starts_afresh(tmp_pa
 
 def test_bench_train_counts_the_seed_models_flops_and_takes_medians():
     from sagevit.config import parse_hyperparameters
-    from scripts.bench_train import forward_flops, summarise
+    from scripts.bench.train import forward_flops, summarise
 
     seed = parse_hyperparameters(["--preset", "seed"])
     # 64 patches + a class token, 4 blocks of width 64: 21.8 MFLOP forward, 65 with backward.
@@ -242,7 +242,7 @@ def test_bench_train_counts_the_seed_models_flops_and_takes_medians():
 
 def test_the_notebooks_model_is_our_seed_architecture():
     from sagevit.config import parse_hyperparameters
-    from sagevit.model import build_vit
+    from sagevit.model.vit import build_vit
     from scripts.seed_notebook import notebook_vit
 
     ours = build_vit(**parse_hyperparameters(["--preset", "seed"]).model_kwargs())
@@ -255,7 +255,7 @@ def test_tune_prints_the_best_jobs_as_sagemaker_ranks_them():
     import boto3
     from botocore.stub import Stubber
 
-    from scripts.tune import best_jobs, format_table
+    from scripts.sagemaker.tune import best_jobs, format_table
 
     client = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")  # fmt: skip
     summary = {"TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/x", "CreationTime": 0}
@@ -283,7 +283,7 @@ def test_tune_prints_the_best_jobs_as_sagemaker_ranks_them():
 def test_each_endpoint_mode_sets_limits_the_server_and_nginx_follow(tmp_path, mode, payload, timeout):  # fmt: skip
     from sagevit_serve.nginx import render
     from sagevit_serve.settings import from_environ
-    from scripts import endpoint_modes
+    from scripts.sagemaker import endpoint_modes
 
     make = getattr(endpoint_modes, mode)
     chosen = {
@@ -298,7 +298,7 @@ def test_each_endpoint_mode_sets_limits_the_server_and_nginx_follow(tmp_path, mo
 
 
 def test_serverless_limits_are_checked_before_any_aws_call():
-    from scripts.endpoint_modes import serverless
+    from scripts.sagemaker.endpoint_modes import serverless
 
     with pytest.raises(SystemExit, match="serverless memory is one of 1024, 2048"):
         serverless(8192)
@@ -313,7 +313,7 @@ def test_a_serverless_image_over_10_gb_is_refused():
     import boto3
     from botocore.stub import Stubber
 
-    from scripts.endpoint_modes import check_serverless_image
+    from scripts.sagemaker.endpoint_modes import check_serverless_image
 
     ecr = boto3.client("ecr", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")  # fmt: skip
     session = SimpleNamespace(boto_session=SimpleNamespace(client=lambda *_, **__: ecr))
@@ -330,7 +330,7 @@ def test_a_serverless_image_over_10_gb_is_refused():
 def test_the_demo_lays_out_opt_ml_afresh_for_every_run(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from scripts import demo
+    from scripts.local import demo
 
     stale = tmp_path / "opt_ml" / "checkpoints" / "ckpt-0004-000000.npz"  # an earlier run's
     stale.parent.mkdir(parents=True)
@@ -342,8 +342,8 @@ def test_the_demo_lays_out_opt_ml_afresh_for_every_run(tmp_path, monkeypatch):
 
 
 def test_async_and_transform_refuse_a_destination_that_is_not_s3():
-    from scripts.endpoint_modes import asynchronous
-    from scripts.transform import main as transform
+    from scripts.sagemaker.endpoint_modes import asynchronous
+    from scripts.sagemaker.transform import main as transform
 
     with pytest.raises(SystemExit, match="give the S3 prefix answers go to"):
         asynchronous("/tmp/answers", "ml.m5.xlarge", 1)
@@ -352,7 +352,7 @@ def test_async_and_transform_refuse_a_destination_that_is_not_s3():
 
 
 def test_the_pretrained_channel_reaches_the_job_and_the_local_layout():
-    from scripts.launch import job_channels
+    from scripts.sagemaker.launch import job_channels
 
     channels = job_channels("b", None, "", "s3://b/weights/vit-b16/")
     assert channels == {"train": "s3://b/sagevit/data/train/", "pretrained": "s3://b/weights/vit-b16/"}  # fmt: skip
@@ -380,7 +380,7 @@ def test_only_could_not_find_means_an_endpoint_is_missing():
     (deploy would otherwise create one beside it)."""
     import botocore.exceptions
 
-    from scripts.aws import describe_endpoint
+    from scripts.sagemaker.aws import describe_endpoint
 
     def failing(message: str):
         class Client:

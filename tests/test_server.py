@@ -11,8 +11,8 @@ import pytest
 from batch_transform import transform
 from conftest import HANG_LIMIT_S
 
-from sagevit.model import load_model
-from scripts.server_process import (
+from sagevit.model.vit import load_model
+from scripts.local.server_process import (
     curl_invocations,
     free_port,
     post_json,

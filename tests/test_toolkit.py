@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import TINY, run_toolkit, write_image_tree
 
-from sagevit.epoch_log import metric_definitions
-from scripts.sagemaker_layout import write_training_layout
+from sagevit.training.epoch_log import metric_definitions
+from scripts.local.sagemaker_layout import write_training_layout
 
 pytestmark = pytest.mark.slow
 

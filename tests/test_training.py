@@ -6,9 +6,9 @@ import pytest
 from conftest import seed_vit
 
 from sagevit.config import parse_hyperparameters
-from sagevit.data import load_channel, make_dataset
-from sagevit.train import run
-from sagevit.training import EpochResult, Trainer
+from sagevit.data.channels import load_channel, make_dataset
+from sagevit.job import run
+from sagevit.training.loop import EpochResult, Trainer
 
 # The regex a SageMaker metric definition would use for validation accuracy.
 EPOCH_LINE = re.compile(
@@ -107,7 +107,7 @@ def test_steps_per_execution_runs_the_same_steps(channel):
 def test_run_hands_the_runtime_switches_to_the_trainer(
     channel, tmp_path, monkeypatch, flags, jit_compile, steps
 ):
-    import sagevit.train
+    import sagevit.job
 
     seen = {}
 
@@ -116,7 +116,7 @@ def test_run_hands_the_runtime_switches_to_the_trainer(
             seen.update(kwargs)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(sagevit.train, "Trainer", Spy)
+    monkeypatch.setattr(sagevit.job, "Trainer", Spy)
     run(parse_hyperparameters(["--epochs", "1", "--num-layers", "1", *flags]), channel, tmp_path)
     assert seen["jit_compile"] is jit_compile and seen["steps_per_execution"] == steps
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from sagevit.watchdog import StallWatchdog
+from sagevit.platform.watchdog import StallWatchdog
 
 
 class FakeClock:
@@ -72,7 +72,7 @@ def test_zero_turns_it_off():
 
 STUCK = """
 import logging, threading
-from sagevit.watchdog import StallWatchdog
+from sagevit.platform.watchdog import StallWatchdog
 logging.basicConfig(level=logging.INFO)
 with StallWatchdog(0.5):
     threading.Event().wait()  # the main thread never comes back, like a hung collective
@@ -84,7 +84,7 @@ def test_the_default_answer_ends_a_stuck_process_with_status_1():
         [sys.executable, "-c", STUCK], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 1
-    assert "ERROR:sagevit.watchdog:no training step finished in" in result.stderr
+    assert "ERROR:sagevit.platform.watchdog:no training step finished in" in result.stderr
     assert "most recent call first" in result.stderr  # every thread's stack, for the post-mortem
 
 

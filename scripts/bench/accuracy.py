@@ -1,6 +1,6 @@
 """`make bench-accuracy`: time to accuracy in seed-epochs, our presets against the seed's.
 
-    python -m scripts.bench_accuracy [--data PATH] [--runs default,fast,v1,seed] [--runs ablate]
+    python -m scripts.bench.accuracy [--data PATH] [--runs default,fast,v1,seed] [--runs ablate]
 
 Data: the CIFAR-10 training JPEGs (../shared/data/cifar10-train-jpeg.tar.gz, or
 --data / SAGEVIT_CIFAR10), split 45,000 / 5,000 with a fixed seed: the 5,000 are a
@@ -38,10 +38,10 @@ import numpy as np
 
 from sagevit.config import parse_hyperparameters
 from sagevit.contract import KERAS_FILE, TRAIN_FILE, VALIDATION_FILE
-from sagevit.data import load_channel
-from sagevit.model import load_model
-from sagevit.train import run
-from scripts.bench_common import (
+from sagevit.data.channels import load_channel
+from sagevit.job import run
+from sagevit.model.vit import load_model
+from scripts.bench.common import (
     DEFAULT_ARCHIVE,
     EpochTimer,
     prepare_cifar10,
@@ -87,7 +87,7 @@ ABLATIONS = {
 RUNS |= {f"ablate-{name}": Run(flags, budget=ABLATION_BUDGET) for name, flags in ABLATIONS.items()}
 SELECTED = ("default", "fast", "v1", "seed")
 SEED_EPOCHS = 50
-MODULE = "scripts.bench_accuracy"
+MODULE = "scripts.bench.accuracy"
 
 
 def seed_epoch_seconds(channel: Path) -> float:

@@ -1,8 +1,8 @@
 """`make bench-decode`: the most expensive image bodies we can build, and what each costs.
 
-    python -m scripts.bench_decode [--size 32] [--out bench/results/decode.json]
+    python -m scripts.bench.decode [--size 32] [--out bench/results/decode.json]
 
-Each body is the worst case we found for its format within sagevit.images' limits and a
+Each body is the worst case we found for its format within sagevit.data.images' limits and a
 6 MB request (SageMaker's real-time payload limit), or just past a limit (refused: the
 cost of saying no). Each is decoded in a fresh process, which reports its CPU time and
 how much its peak memory grew. Prints a table and writes JSON. Target: about 1 s of CPU
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sagevit import images
+from sagevit.data import images
 
 MAX_BODY = 6 * 1024 * 1024
 SIDE_40MP = 6324  # 6324 x 6324 = 39,992,976 pixels
@@ -168,7 +168,7 @@ def run(size: int) -> list[dict]:
             body = make()
             body_file = Path(scratch) / "body"
             body_file.write_bytes(body)
-            command = [sys.executable, "-m", "scripts.bench_decode", "--size", str(size)]
+            command = [sys.executable, "-m", "scripts.bench.decode", "--size", str(size)]
             command += ["--one", str(body_file)]
             child = subprocess.run(command, capture_output=True, text=True, check=True)
             result = json.loads(child.stdout)

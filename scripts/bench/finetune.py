@@ -1,9 +1,9 @@
 """`make bench-finetune`: what fine-tuning a pretrained ViT costs on this machine.
 
-    python -m scripts.bench_finetune [--steps 4] [--requests 20] [--workdir build/bench/finetune]
+    python -m scripts.bench.finetune [--steps 4] [--requests 20] [--workdir build/bench/finetune]
 
 No public weights are reachable here, so every figure is of random weights in the
-published layouts (scripts/synthetic_weights.py); speed does not depend on the values.
+published layouts (scripts/local/synthetic_weights.py); speed does not depend on the values.
   1. Conversion: read a timm-layout ViT-Ti/16 and ViT-B/16 safetensors file and load it
      into our model (tensor renaming, layouts, the head replaced), in seconds.
   2. Fine-tuning throughput: `--preset vit-ti16` from that checkpoint on 32x32 images
@@ -28,11 +28,11 @@ import numpy as np
 
 from sagevit.config import parse_hyperparameters
 from sagevit.contract import TRAIN_FILE
-from sagevit.model import build_vit
-from sagevit.pretrained import load_pretrained, read_checkpoint
-from sagevit.train import run
-from scripts.bench_common import write_report
-from scripts.synthetic_weights import write_preset
+from sagevit.job import run
+from sagevit.model.pretrained import load_pretrained, read_checkpoint
+from sagevit.model.vit import build_vit
+from scripts.bench.common import write_report
+from scripts.local.synthetic_weights import write_preset
 
 log = logging.getLogger("bench_finetune")
 

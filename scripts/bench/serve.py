@@ -1,7 +1,7 @@
 """`make bench-serve`: latency and throughput of the server, against the server as it was
 and against the usual hand-written one.
 
-    python -m scripts.bench_serve [--seconds 10] [--workers N] [--out bench/results/serve.json]
+    python -m scripts.bench.serve [--seconds 10] [--workers N] [--out bench/results/serve.json]
 
 Same run, one request after another per client, the default model (random weights:
 speed does not depend on them) unless named:
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scripts.server_process import free_port, start_server, stop_server, wait_until_ready
+from scripts.local.server_process import free_port, start_server, stop_server, wait_until_ready
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -43,7 +43,7 @@ log = logging.getLogger("bench_serve")
 CASES = (("json_1", 1), ("jpeg_1", 1), ("npy_64", 64))
 CONCURRENCY = (1, 8)
 BASELINE = "2022533"  # the last commit before issue 13's serving work
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- The naive baseline: what a typical hand-written SageMaker server does. ---
@@ -52,7 +52,7 @@ def create_naive_app() -> Flask:  # pragma: no cover - runs inside gunicorn
     from flask import Flask, Response, jsonify, request
     from PIL import Image
 
-    from sagevit.model import load_model
+    from sagevit.model.vit import load_model
 
     app = Flask(__name__)
     model = load_model(Path(os.environ["SM_MODEL_DIR"]) / "vit.keras")
@@ -80,7 +80,7 @@ def start_naive(model_dir: Path, port: int, workers: int) -> subprocess.Popen:
     env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [
         sys.executable, "-m", "gunicorn", "--workers", str(workers), "--timeout", "120",
-        "--bind", f"127.0.0.1:{port}", "scripts.bench_serve:create_naive_app()",
+        "--bind", f"127.0.0.1:{port}", "scripts.bench.serve:create_naive_app()",
     ]  # fmt: skip
     return subprocess.Popen(command, env=env)
 
@@ -178,9 +178,9 @@ def in_process_floor(model_dir: Path, seconds: float) -> dict:
 def export_preset_model(model_dir: Path, preset: str = "default") -> Path:
     """A preset's ViT (random weights: speed does not depend on them), exported."""
     from sagevit.config import parse_hyperparameters
-    from sagevit.data import CIFAR10_CLASSES
-    from sagevit.export import export_model
-    from sagevit.model import build_vit
+    from sagevit.data.channels import CIFAR10_CLASSES
+    from sagevit.model.vit import build_vit
+    from sagevit.training.export import export_model
 
     hp = parse_hyperparameters(["--preset", preset])
     export_model(build_vit(**hp.model_kwargs()), model_dir, CIFAR10_CLASSES, hp.to_dict())

@@ -1,6 +1,6 @@
 """`make bench-train`: training speed, our loop against the seed notebook's own `fit`.
 
-    python -m scripts.bench_train [--data PATH] [--images 12800] [--rounds 2] [--epochs 2]
+    python -m scripts.bench.train [--data PATH] [--images 12800] [--rounds 2] [--epochs 2]
 
 Three runs, each in a fresh process, alternating (seed, ours@seed, default, seed, ...)
 for --rounds rounds, so that this machine's drifting speed reaches every run alike:
@@ -33,9 +33,9 @@ import numpy as np
 
 from sagevit.config import Hyperparameters, parse_hyperparameters
 from sagevit.contract import TRAIN_FILE
-from sagevit.stem import stage_widths
-from sagevit.train import run
-from scripts.bench_common import (
+from sagevit.job import run
+from sagevit.model.stem import stage_widths
+from scripts.bench.common import (
     DEFAULT_ARCHIVE,
     EpochTimer,
     prepare_cifar10,
@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds: dict[str, list[list[float]]] = {name: [] for name in selected}
     for _ in range(args.rounds):
         for name in selected:
-            rounds[name].append(run_child("scripts.bench_train", name, args.workdir, *flags))
+            rounds[name].append(run_child("scripts.bench.train", name, args.workdir, *flags))
     peak = cpu_peak_gflops()
     report = {
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),

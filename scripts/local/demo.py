@@ -1,10 +1,10 @@
 """`make demo`: train in the image, serve it from the image, and ask for one prediction.
 
-    python -m scripts.demo --image IMAGE                   # CIFAR-10 if downloadable, else shapes
-    python -m scripts.demo --image IMAGE --data PATH       # npz channel folder, image folder or archive
-    python -m scripts.demo --image IMAGE --data synthetic  # the generated shapes dataset, offline
-    python -m scripts.demo --image IMAGE --train-only      # `make train-local`
-    python -m scripts.demo --image IMAGE --pretrained DIR --hyperparameter preset=vit-ti16
+    python -m scripts.local.demo --image IMAGE                   # CIFAR-10 if downloadable, else shapes
+    python -m scripts.local.demo --image IMAGE --data PATH       # npz channel folder, image folder or archive
+    python -m scripts.local.demo --image IMAGE --data synthetic  # the generated shapes dataset, offline
+    python -m scripts.local.demo --image IMAGE --train-only      # `make train-local`
+    python -m scripts.local.demo --image IMAGE --pretrained DIR --hyperparameter preset=vit-ti16
 
 Everything happens under --workdir (default build/demo): the data, a folder laid
 out as SageMaker's /opt/ml (mounted into the container), and the trained model.
@@ -24,17 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from sagevit.contract import TRAIN_FILE, VALIDATION_FILE
-from scripts.aws import parse_pairs
-from scripts.containers import (
+from scripts.local.containers import (
     TRAINING_HOST,
     remove_container,
     run_training,
     start_serving,
     stop_container,
 )
+from scripts.local.sagemaker_layout import write_training_layout
+from scripts.local.server_process import curl_invocations, free_port, wait_until_ready
 from scripts.prepare_data import prepare
-from scripts.sagemaker_layout import write_training_layout
-from scripts.server_process import curl_invocations, free_port, wait_until_ready
+from scripts.sagemaker.aws import parse_pairs
 
 log = logging.getLogger("demo")
 

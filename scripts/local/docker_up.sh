@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Bring up Docker on a machine like our CI's, and the stand-in TensorFlow base image.
 #
-#   scripts/docker_up.sh             # install and start Docker
-#   scripts/docker_up.sh --standin   # ... and build the stand-in base; prints its reference last
-#   scripts/docker_up.sh --base IMAGE  # ... IMAGE, pulled if missing; the stand-in if it cannot be
+#   scripts/local/docker_up.sh             # install and start Docker
+#   scripts/local/docker_up.sh --standin   # ... and build the stand-in base; prints its reference last
+#   scripts/local/docker_up.sh --base IMAGE  # ... IMAGE, pulled if missing; the stand-in if it cannot be
 #                                      # pulled (one line says so); prints the base to build on
 #
 # 1. Installs docker.io, debootstrap and docker-registry (the local registry the push

@@ -2,9 +2,9 @@
 
 Needs an NVIDIA GPU, Docker and the NVIDIA container runtime (`docker run --gpus all`).
 
-    python -m scripts.gpu_check --image sagevit:gpu      # after `make build BASE_IMAGE=...`
+    python -m scripts.local.gpu_check --image sagevit:gpu      # after `make build BASE_IMAGE=...`
 
-1. In the image with --gpus all, `python -m sagevit.gpu --check --json`: TensorFlow sees a GPU
+1. In the image with --gpus all, `python -m sagevit.platform.gpu --check --json`: TensorFlow sees a GPU
    and every CUDA library it loads has the version it was built for.
 2. One epoch of the generated shapes with --gpus all, precision and XLA on `auto`: the log
    must show a GPU in the device table, a 16-bit compute dtype, XLA on, and the weights (so
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from sagevit.contract import METADATA_FILE, VALIDATION_FILE
-from scripts.containers import (
+from scripts.local.containers import (
     TRAINING_HOST,
     docker,
     remove_container,
@@ -36,9 +36,9 @@ from scripts.containers import (
     start_serving,
     stop_container,
 )
+from scripts.local.sagemaker_layout import write_training_layout
+from scripts.local.server_process import free_port, post_json, wait_until_ready
 from scripts.prepare_data import prepare
-from scripts.sagemaker_layout import write_training_layout
-from scripts.server_process import free_port, post_json, wait_until_ready
 
 log = logging.getLogger("gpu-check")
 
@@ -47,7 +47,7 @@ ONE_EPOCH = {"epochs": 1, "batch-size": 256, "mixed-precision": "auto", "jit-com
 
 
 def report_problems(report: dict) -> list[str]:
-    """What `python -m sagevit.gpu --json` says is wrong with the GPU setup."""
+    """What `python -m sagevit.platform.gpu --json` says is wrong with the GPU setup."""
     problems = [] if report["gpus"] else ["TensorFlow sees no GPU"]
     for lib in report["libraries"]:
         if lib["used_by_tensorflow"] and not lib["compatible"]:
@@ -78,7 +78,15 @@ def prediction_problems(on_gpu: np.ndarray, on_cpu: np.ndarray, atol: float) -> 
 
 def device_report(image: str) -> dict:
     output = docker(
-        "run", "--rm", *GPU_FLAGS, "--entrypoint", "python", image, "-m", "sagevit.gpu", "--json"
+        "run",
+        "--rm",
+        *GPU_FLAGS,
+        "--entrypoint",
+        "python",
+        image,
+        "-m",
+        "sagevit.platform.gpu",
+        "--json",
     )
     return json.loads(output.strip().splitlines()[-1])
 

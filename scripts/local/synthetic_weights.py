@@ -1,6 +1,6 @@
 """Write a random-weights ViT checkpoint in a published layout, for tests and benchmarks.
 
-    python -m scripts.synthetic_weights --preset vit-ti16 --convention timm OUT.safetensors
+    python -m scripts.local.synthetic_weights --preset vit-ti16 --convention timm OUT.safetensors
 
 No public weights can be downloaded here, so the tests and `make bench-finetune` read
 files that have the published names, shapes and layouts (timm's and Hugging Face

@@ -3,8 +3,8 @@
 # long as the command runs (`make test-slow-machine` runs `make test` this way). Every
 # test's verdict must be the same as on an idle machine: none may depend on its speed.
 #
-#   scripts/with_busy_cores.sh make test
-#   BUSY_LOOPS=4 scripts/with_busy_cores.sh make test   # more loops than the 2 cores
+#   scripts/local/with_busy_cores.sh make test
+#   BUSY_LOOPS=4 scripts/local/with_busy_cores.sh make test   # more loops than the 2 cores
 set -euo pipefail
 
 loops="${BUSY_LOOPS:-$(nproc)}"

@@ -21,13 +21,16 @@ log = logging.getLogger("aws")
 
 PROJECT = "sagevit"  # base job name, default repository and endpoint, tag value
 DATA_PREFIX = f"{PROJECT}/data"  # s3://BUCKET/sagevit/data/{train,validation}/
-SDKS = ("2", "3")  # SageMaker Python SDK majors: v2 (Estimator, the default) and v3 (scripts.sdk3)
+SDKS = (
+    "2",
+    "3",
+)  # SageMaker Python SDK majors: v2 (Estimator, the default) and v3 (scripts.sagemaker.sdk3)
 
 
 @dataclass(frozen=True)
 class JobSpec:
     """The training job `make train` and `make tune` ask for, whichever SDK sends it
-    (scripts.launch.build_estimator for v2, scripts.sdk3.model_trainer for v3)."""
+    (scripts.sagemaker.launch.build_estimator for v2, scripts.sagemaker.sdk3.model_trainer for v3)."""
 
     image_uri: str
     role: str
@@ -77,10 +80,10 @@ def add_sdk_argument(parser: argparse.ArgumentParser, v2: str, v3: str) -> None:
 
 
 def session_for(sdk: str, region: str | None, bucket: str | None) -> Any:
-    """`sagemaker_session` for SDK v2, scripts.sdk3.session for v3: both answer
+    """`sagemaker_session` for SDK v2, scripts.sagemaker.sdk3.session for v3: both answer
     `.sagemaker_client`, `.boto_session`, `.default_bucket()` and `.boto_region_name`."""
     if sdk == "3":
-        from scripts import sdk3
+        from scripts.sagemaker import sdk3
 
         return sdk3.session(boto_session(region), bucket)
     return sagemaker_session(region, bucket)

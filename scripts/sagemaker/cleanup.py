@@ -1,6 +1,6 @@
 """`make delete-endpoint`: delete an endpoint, its endpoint config and its model(s), so billing stops.
 
-    python -m scripts.cleanup [--endpoint sagevit]
+    python -m scripts.sagemaker.cleanup [--endpoint sagevit]
 
 Endpoint first, then its config, then the models: each on its own, whether or not
 the others still exist (a deploy that failed halfway leaves a config and models with
@@ -23,7 +23,13 @@ from typing import Any
 
 import botocore.exceptions
 
-from scripts.aws import PROJECT, add_session_arguments, boto_session, is_missing, script_parser
+from scripts.sagemaker.aws import (
+    PROJECT,
+    add_session_arguments,
+    boto_session,
+    is_missing,
+    script_parser,
+)
 
 log = logging.getLogger("cleanup")
 

@@ -1,13 +1,13 @@
 """`make deploy`: put a real-time endpoint on a trained model, served by the same image.
 
-    python -m scripts.deploy [--job NAME | --model-data s3://.../model.tar.gz --image-uri URI]
+    python -m scripts.sagemaker.deploy [--job NAME | --model-data s3://.../model.tar.gz --image-uri URI]
                              [--endpoint sagevit] [--instance-type ml.m5.xlarge]
 
 With --job (or neither: the newest completed `sagevit-*` job) the model
 artifact, image and role come from the job. SageMaker starts the container with
 `serve`. A real-time endpoint by default; `--serverless MEMORY_MB` or
 `--async-output s3://...` make the others, with the server's limits set to the
-mode's (scripts/endpoint_modes.py).
+mode's (scripts/sagemaker/endpoint_modes.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scripts.aws import (
+from scripts.sagemaker.aws import (
     PROJECT,
     add_sdk_argument,
     add_session_arguments,
@@ -30,8 +30,8 @@ from scripts.aws import (
     script_parser,
     session_for,
 )
-from scripts.cleanup import delete_endpoint
-from scripts.endpoint_modes import (
+from scripts.sagemaker.cleanup import delete_endpoint
+from scripts.sagemaker.endpoint_modes import (
     Mode,
     asynchronous,
     check_serverless_image,
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("deploying a %s endpoint %s", mode.name, args.endpoint)
     try:
         if args.sdk == "3":
-            from scripts import sdk3
+            from scripts.sagemaker import sdk3
 
             sdk3.deploy(source.model_data, source.image_uri, role, session.boto_session,
                         args.endpoint, mode, environment, wait=not args.no_wait)  # fmt: skip

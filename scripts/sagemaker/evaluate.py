@@ -1,8 +1,8 @@
 """`make predict`: evaluate a served model on a test set, as the seed notebook did.
 
-    python -m scripts.evaluate --endpoint sagevit --data build/data/testing.npz   # SageMaker
-    python -m scripts.evaluate --url http://127.0.0.1:8080 --data testing.npz     # make serve-local
-    python -m scripts.evaluate --model-dir build/local/opt_ml/model --data ...    # in-process
+    python -m scripts.sagemaker.evaluate --endpoint sagevit --data build/data/testing.npz   # SageMaker
+    python -m scripts.sagemaker.evaluate --url http://127.0.0.1:8080 --data testing.npz     # make serve-local
+    python -m scripts.sagemaker.evaluate --model-dir build/local/opt_ml/model --data ...    # in-process
 
 Sends the test images in batches as `{"instances": [...]}` JSON, reads
 `response["predictions"]`, and writes to --out: confusion_matrix.png (rows
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.aws import add_sdk_argument, boto_session, script_parser
+from scripts.sagemaker.aws import add_sdk_argument, boto_session, script_parser
 
 log = logging.getLogger("evaluate")
 
@@ -39,7 +39,7 @@ def endpoint_predictor(endpoint: str, region: str | None = None, sdk: str = "2")
     sends), or with `sdk` "3", SDK v3's `Endpoint.invoke`."""
     boto = boto_session(region)
     if sdk == "3":
-        from scripts import sdk3
+        from scripts.sagemaker import sdk3
 
         def send(body: bytes) -> bytes:
             return sdk3.invoke(boto, endpoint, body, "application/json")

@@ -1,6 +1,6 @@
 """`make train`: launch a SageMaker training job on our image with the SDK's generic Estimator.
 
-    python -m scripts.launch --image-uri URI --role ARN [--bucket B] [--epochs 30] \
+    python -m scripts.sagemaker.launch --image-uri URI --role ARN [--bucket B] [--epochs 30] \
         [--hyperparameter learning_rate=3e-4 ...] [--spot] [--wait]
 
 Channels: train = s3://BUCKET/sagevit/data/train/ and validation =
@@ -22,8 +22,8 @@ from typing import Any
 
 from sagevit.config import ConfigError, parse_hyperparameters
 from sagevit.contract import CHECKPOINT_DIR, TENSORBOARD_DIR
-from sagevit.epoch_log import metric_definitions
-from scripts.aws import (
+from sagevit.training.epoch_log import metric_definitions
+from scripts.sagemaker.aws import (
     DATA_PREFIX,
     PROJECT,
     JobSpec,
@@ -116,7 +116,7 @@ def start_with_sdk2(job: JobSpec, sm_session: Any, channels: dict[str, str], wai
 def start_with_sdk3(job: JobSpec, sm_session: Any, channels: dict[str, str], wait: bool) -> str:
     """`ModelTrainer.train` (SDK v3), which names the job itself; with spot, checkpoints
     default to v3's own per-job prefix (s3://BUCKET/sagevit/JOB/checkpoints)."""
-    from scripts import sdk3
+    from scripts.sagemaker import sdk3
 
     trainer = sdk3.model_trainer(job, sm_session, checkpoints=job.spot or bool(job.checkpoint_s3_uri))  # fmt: skip
     return sdk3.train(trainer, channels, wait)

@@ -1,7 +1,7 @@
 """`make push`: tag a local image and push it to ECR, or to any registry given.
 
-    python -m scripts.push --image sagevit:latest --repository sagevit --tag latest
-    python -m scripts.push --image sagevit:latest --registry 127.0.0.1:5000 --repository sagevit
+    python -m scripts.sagemaker.push --image sagevit:latest --repository sagevit --tag latest
+    python -m scripts.sagemaker.push --image sagevit:latest --registry 127.0.0.1:5000 --repository sagevit
 
 Without --registry: creates the ECR repository if it is missing, logs Docker in
 with a token from ECR's GetAuthorizationToken (what `aws ecr get-login-password`
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from scripts.aws import PROJECT, boto_session, script_parser
+from scripts.sagemaker.aws import PROJECT, boto_session, script_parser
 
 log = logging.getLogger("push")
 

@@ -10,7 +10,7 @@ the targets themselves; `make install` stays v2) with this tree's `src` on the p
 the launcher needs only the trainer's stdlib-only modules (config, epoch_log), not
 TensorFlow. What each SDK has that the other lacks: docs/sagemaker.md#sdk-v3.
 
-Only this module imports v3 (besides the parameter ranges in scripts.tune); scripts.launch,
+Only this module imports v3 (besides the parameter ranges in scripts.sagemaker.tune); scripts.sagemaker.launch,
 tune, deploy and transform call it for `--sdk 3`.
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 import boto3
 
 from sagevit.contract import CHECKPOINT_DIR, TENSORBOARD_DIR
-from sagevit.epoch_log import metric_definitions
-from scripts.aws import PROJECT, JobSpec
-from scripts.endpoint_modes import Mode
+from sagevit.training.epoch_log import metric_definitions
+from scripts.sagemaker.aws import PROJECT, JobSpec
+from scripts.sagemaker.endpoint_modes import Mode
 
 log = logging.getLogger("sdk3")
 
@@ -37,7 +37,7 @@ def session(boto: boto3.Session, bucket: str | None) -> Any:
 
 
 def model_trainer(job: JobSpec, sm_session: Any, checkpoints: bool = False) -> Any:
-    """The v3 twin of scripts.launch.build_estimator: a ModelTrainer that runs our image
+    """The v3 twin of scripts.sagemaker.launch.build_estimator: a ModelTrainer that runs our image
     with no source code (so no entrypoint override: the image starts `train` itself).
     Several instances train across hosts from resourceconfig.json, as under v2; v3's
     `distributed=` needs source code and is not used. With `checkpoints` and no
@@ -96,8 +96,8 @@ def train(trainer: Any, channels: dict[str, str], wait: bool) -> str:
 
 
 def start_tuner(job: JobSpec, sm_session: Any, search: Any, channels: dict[str, str]) -> Any:
-    """The v3 twin of scripts.tune.start_with_sdk2: v3's HyperparameterTuner over
-    `model_trainer(job)`, searching `search` (a scripts.tune.Search), started; the tuner."""
+    """The v3 twin of scripts.sagemaker.tune.start_with_sdk2: v3's HyperparameterTuner over
+    `model_trainer(job)`, searching `search` (a scripts.sagemaker.tune.Search), started; the tuner."""
     from sagemaker.core.shapes import (
         HyperParameterTuningJobWarmStartConfig,
         ParentHyperParameterTuningJob,
@@ -137,7 +137,7 @@ def create_model(name: str, model_data: str, image_uri: str, role: str, boto: bo
 
 def transformer(sm_session: Any, model_name: str, settings: dict[str, Any]) -> Any:
     """v3's Transformer over the model `model_name`; `settings` are the arguments it shares
-    with v2's `Model.transformer` (scripts.transform.transformer_settings)."""
+    with v2's `Model.transformer` (scripts.sagemaker.transform.transformer_settings)."""
     from sagemaker.core.transformer import Transformer
 
     return Transformer(model_name=model_name, sagemaker_session=sm_session, **settings)
@@ -153,7 +153,7 @@ def deploy(
     environment: dict[str, str] | None = None,
     wait: bool = True,
 ) -> None:
-    """The v3 twin of scripts.deploy.deploy, with sagemaker.core's resources: the model
+    """The v3 twin of scripts.sagemaker.deploy.deploy, with sagemaker.core's resources: the model
     (named `endpoint_name`-<timestamp>), its endpoint config and the endpoint, in `mode`."""
     from sagemaker.core.common_utils import name_from_base
     from sagemaker.core.resources import Endpoint, EndpointConfig

@@ -1,7 +1,7 @@
 """`make transform`: batch transform of an S3 prefix with the project's image, then one
 predictions file with class names.
 
-    python -m scripts.transform --input s3://BUCKET/prefix/ [--kind images|npy|jsonlines]
+    python -m scripts.sagemaker.transform --input s3://BUCKET/prefix/ [--kind images|npy|jsonlines]
         [--job NAME | --model-data s3://.../model.tar.gz --image-uri URI] [--wait] [--sdk 3]
 
 How SageMaker feeds each kind of input to the server (`serve`, POST /invocations):
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sagevit.contract import METADATA_FILE
-from scripts.aws import (  # fmt: skip
+from scripts.sagemaker.aws import (  # fmt: skip
     PROJECT,
     add_sdk_argument,
     add_session_arguments,
@@ -44,7 +44,7 @@ from scripts.aws import (  # fmt: skip
     session_for,
     timestamped,
 )
-from scripts.deploy import ModelSource, from_training_job
+from scripts.sagemaker.deploy import ModelSource, from_training_job
 
 log = logging.getLogger("transform")
 
@@ -98,7 +98,7 @@ def start_transform(session: Any, source: ModelSource, role: str, kind: Kind, in
     name = timestamped(f"{PROJECT}-transform")
     settings = transformer_settings(kind, output_uri, instance_type)
     if sdk == "3":
-        from scripts import sdk3
+        from scripts.sagemaker import sdk3
 
         sdk3.create_model(name, source.model_data, source.image_uri, role, session.boto_session, MODEL_ENVIRONMENT)  # fmt: skip
         transformer = sdk3.transformer(session, name, settings)

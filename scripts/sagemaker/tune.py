@@ -1,6 +1,6 @@
 """`make tune`: a SageMaker hyperparameter tuning job over the project's image.
 
-    python -m scripts.tune [--range learning_rate=1e-4:3e-3:log ...] [--max-jobs 8]
+    python -m scripts.sagemaker.tune [--range learning_rate=1e-4:3e-3:log ...] [--max-jobs 8]
                            [--max-parallel-jobs 2] [--warm-start TUNER] [--wait] [--sdk 3]
 
 The objective is `val_accuracy`, maximised: the tuner reads it from the trainer's
@@ -11,7 +11,7 @@ The objective is `val_accuracy`, maximised: the tuner reads it from the trainer'
 (`--hyperparameter key=value`) stay fixed, as strings. Early stopping is on; with
 `--warm-start`, the new tuner starts from an earlier one's jobs. It prints the tuning
 job's name and, with --wait, a table of the best jobs. `--sdk 3` sends the same
-request through SDK v3's HyperparameterTuner over a ModelTrainer (scripts.sdk3).
+request through SDK v3's HyperparameterTuner over a ModelTrainer (scripts.sagemaker.sdk3).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sagevit.config import BOUNDS, CHOICES, ConfigError, Hyperparameters, within
-from sagevit.epoch_log import metric_definitions
-from scripts.aws import (
+from sagevit.training.epoch_log import metric_definitions
+from scripts.sagemaker.aws import (
     PROJECT,
     JobSpec,
     add_sdk_argument,
@@ -37,7 +37,12 @@ from scripts.aws import (
     session_for,
     timestamped,
 )
-from scripts.launch import build_estimator, default_image_uri, job_channels, job_hyperparameters
+from scripts.sagemaker.launch import (
+    build_estimator,
+    default_image_uri,
+    job_channels,
+    job_hyperparameters,
+)
 
 log = logging.getLogger("tune")
 
@@ -119,7 +124,7 @@ class Search:
 
 
 def start_with_sdk2(job: JobSpec, sm_session: Any, search: Search, channels: dict[str, str]) -> Any:
-    """SDK v2's HyperparameterTuner over scripts.launch's Estimator, started; the tuner."""
+    """SDK v2's HyperparameterTuner over scripts.sagemaker.launch's Estimator, started; the tuner."""
     from sagemaker.tuner import HyperparameterTuner, WarmStartConfig, WarmStartTypes
 
     warm_start = None
@@ -198,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     search = Search(ranges, args.max_jobs, args.max_parallel_jobs, args.warm_start)
     channels = job_channels(session.default_bucket(), args.train, args.validation)
     if args.sdk == "3":
-        from scripts import sdk3
+        from scripts.sagemaker import sdk3
 
         tuner = sdk3.start_tuner(job, session, search, channels)
     else:

@@ -43,7 +43,7 @@ def load_predictor(
     load and compile the model exported in `model_dir`."""
     import tensorflow as tf  # imported here: the thread counts must be set before it starts
 
-    from sagevit.gpu import grow_memory_as_needed, log_devices, require_gpus
+    from sagevit.platform.gpu import grow_memory_as_needed, log_devices, require_gpus
 
     tf.config.threading.set_intra_op_parallelism_threads(tf_threads[0])
     tf.config.threading.set_inter_op_parallelism_threads(tf_threads[1])

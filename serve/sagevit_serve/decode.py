@@ -10,11 +10,11 @@ JSON 400. Accepted bodies, by content type (an "image" is H×W×3 numbers in 0-2
     text/csv                one image per row: H*W*3 comma-separated numbers
     application/x-npy       a .npy array (H, W, 3) or (N, H, W, 3), any real dtype
     image/jpeg, image/png,  one encoded image (JPEG, PNG, GIF, BMP) of any size,
-    application/x-image     decoded exactly as the trainer decodes its files (sagevit.images)
+    application/x-image     decoded exactly as the trainer decodes its files (sagevit.data.images)
 
 Untrusted input is never dangerous: .npy files are read with allow_pickle=False and
 checked against the body before any allocation, encoded images are checked against
-sagevit.images' cost limits before any pixel is decoded, and JSON nested deeper than
+sagevit.data.images' cost limits before any pixel is decoded, and JSON nested deeper than
 MAX_JSON_DEPTH is refused before it is parsed.
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from sagevit import images
+from sagevit.data import images
 
 MAX_JSON_DEPTH = 8  # {"instances": [[[[r, g, b]]]]} is 5 deep
 
@@ -240,7 +240,7 @@ def decode_npy(body: bytes, image_shape: Shape) -> Records:
 
 
 def decode_image(body: bytes, image_shape: Shape) -> Records:
-    """One encoded image, decoded as the trainer decodes its files (sagevit.images)."""
+    """One encoded image, decoded as the trainer decodes its files (sagevit.data.images)."""
     try:
         pixels = images.decode(body, image_shape[0])
     except images.ImageError as error:

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sagevit.contract import MODEL_DIR
-from sagevit.machine import available_cpus, given_gpus
+from sagevit.platform.machine import available_cpus, given_gpus
 
 # gunicorn halts the whole server when a worker exits with this code, so a model that
 # cannot load stops the container instead of restarting workers forever.

@@ -8,7 +8,7 @@ worker starts or restarts, the others take the traffic.
 import logging
 import os
 
-from sagevit.machine import given_gpus
+from sagevit.platform.machine import given_gpus
 from sagevit_serve import settings
 from sagevit_serve.app import create_app, load_predictor
 

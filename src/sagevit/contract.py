@@ -2,7 +2,7 @@
 
 Plain strings only (no TensorFlow), so the server and the scripts import it cheaply.
 
-The model directory, written by `sagevit.export`, read by `sagevit_serve.predictor`
+The model directory, written by `sagevit.training.export`, read by `sagevit_serve.predictor`
 and by TensorFlow Serving:
 
     model_dir/
@@ -20,7 +20,7 @@ OUTPUT_NAME = "probabilities"  # its output: float32 (B, classes), softmax
 METADATA_FILE = "metadata.json"
 KERAS_FILE = "vit.keras"
 
-# Data channels: the seed's npz files, one per channel (sagevit.data, scripts/prepare_data.py)
+# Data channels: the seed's npz files, one per channel (sagevit.data.channels, scripts/prepare_data.py)
 TRAIN_FILE = "training.npz"  # what the `train` channel holds
 VALIDATION_FILE = "testing.npz"  # what the `validation` channel holds
 CHANNEL_FILES = {"train": TRAIN_FILE, "validation": VALIDATION_FILE}

@@ -5,7 +5,7 @@
   * the SageMaker toolkit's `train` command, through `sagevit.toolkit:main`.
 
 Both read their inputs (only entry points read the environment, TF_CONFIG included)
-and end in `launch()`, which runs `sagevit.train.run` as a job.
+and end in `launch()`, which runs `sagevit.job.run` as a job.
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ from sagevit.config import (
     parse_with_preset,
 )
 from sagevit.contract import CHECKPOINT_DIR, MODEL_DIR
-from sagevit.data import DataError
-from sagevit.distribute import WorkerLost, tf_config
-from sagevit.gpu import GpuUnavailable
-from sagevit.outputs import OutputError
-from sagevit.pretrained import HUB_ENDPOINT, download
-from sagevit.signals import StopOnSigterm
-from sagevit.train import run
-from sagevit.training import EpochResult, TrainingStopped
-from sagevit.watchdog import exit_stalled
+from sagevit.data.channels import DataError
+from sagevit.job import run
+from sagevit.model.pretrained import HUB_ENDPOINT, download
+from sagevit.platform.gpu import GpuUnavailable
+from sagevit.platform.outputs import OutputError
+from sagevit.platform.signals import StopOnSigterm
+from sagevit.platform.watchdog import exit_stalled
+from sagevit.training.distribute import WorkerLost, tf_config
+from sagevit.training.loop import EpochResult, TrainingStopped
 
 log = logging.getLogger("sagevit.entry")  # not __name__: `python -m sagevit.entry` is __main__
 

@@ -18,14 +18,12 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from sagevit.budget import TimeBudget
-from sagevit.checkpoints import CheckpointDir, Progress
 from sagevit.config import (
     ConfigError,
     Hyperparameters,
 )
 from sagevit.contract import TRAIN_FILE, VALIDATION_FILE
-from sagevit.data import (
+from sagevit.data.channels import (
     Split,
     hold_out,
     load_channel,
@@ -33,17 +31,19 @@ from sagevit.data import (
     resolve_class_names,
     training_batches,
 )
-from sagevit.distribute import choose_strategy, is_chief, peers_lost
-from sagevit.export import export_model
-from sagevit.gpu import Device, log_devices, require_gpus
-from sagevit.machine import given_gpus
-from sagevit.outputs import ensure_writable
-from sagevit.pretrained import find_weights_file, read_checkpoint
-from sagevit.recipe import build_model, choose_jit, choose_precision
-from sagevit.reports import TensorBoardLogger, write_reports
-from sagevit.signals import rearm
-from sagevit.training import EpochResult, Trainer
-from sagevit.watchdog import StallWatchdog, exit_stalled
+from sagevit.model.pretrained import find_weights_file, read_checkpoint
+from sagevit.platform.gpu import Device, log_devices, require_gpus
+from sagevit.platform.machine import given_gpus
+from sagevit.platform.outputs import ensure_writable
+from sagevit.platform.signals import rearm
+from sagevit.platform.watchdog import StallWatchdog, exit_stalled
+from sagevit.training.budget import TimeBudget
+from sagevit.training.checkpoints import CheckpointDir, Progress
+from sagevit.training.distribute import choose_strategy, is_chief, peers_lost
+from sagevit.training.export import export_model
+from sagevit.training.loop import EpochResult, Trainer
+from sagevit.training.recipe import build_model, choose_jit, choose_precision
+from sagevit.training.reports import TensorBoardLogger, write_reports
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def run(
     read to export), `on_stall(message)` runs; it has to end the process.
     GPU device files in `dev_dir` that TensorFlow cannot use raise GpuUnavailable, unless
     `hp.allow_cpu`. With `pretrained_dir` (the pretrained channel), training starts from
-    the weights file in it, with a new head (`sagevit.pretrained`).
+    the weights file in it, with a new head (`sagevit.model.pretrained`).
     """
     strategy, gpus = start_devices(hp, tf_config, dev_dir)
     chief, scratch = is_chief(strategy), None

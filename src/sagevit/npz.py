@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sagevit.watchdog import no_beat
+from sagevit.platform.watchdog import no_beat
 
 
 class NpzError(ValueError):

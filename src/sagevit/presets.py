@@ -104,7 +104,7 @@ PRESETS["vit-b16"] = {**_FINE_TUNE, "d_model": 768, "num_heads": 12, "mlp_dim": 
 # Published: 96.53% CIFAR-10 top-1 after 300 epochs. For GPUs (0.1 epoch/minute here):
 #   sagevit-train --preset cct-7-3x1 --train D --validation V --model-dir M
 # Differences from the published recipe: RandAugment without Equalize
-# (sagevit/randaugment.py), no attention dropout, mixup stays on to the end (the
+# (sagevit/data/randaugment.py), no attention dropout, mixup stays on to the end (the
 # original stops it at epoch 175), cosine to 0 (not to 1e-5) with no cooldown epochs,
 # inputs scaled to 0-1 (not normalised by CIFAR's mean and std), bilinear resizing.
 PRESETS["cct-7-3x1"] = {

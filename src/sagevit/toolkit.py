@@ -5,7 +5,7 @@ The image sets `SAGEMAKER_TRAINING_MODULE=sagevit.toolkit:main`, so the toolkit'
 The toolkit has already read /opt/ml/input/config; we take the channels, model
 directory and hyperparameters from its Environment, turn the hyperparameters
 back into `--key value` arguments, parse them exactly as the CLI does, and end
-in `sagevit.train.launch` as the CLI does.
+in `sagevit.job.launch` as the CLI does.
 
 A bad hyperparameter or bad data is raised as the toolkit's ClientError, which
 it writes verbatim to /opt/ml/output/failure (SageMaker's FailureReason) before
@@ -22,11 +22,11 @@ from sagemaker_training import environment, errors, files, mapping
 
 from sagevit.config import parse_hyperparameters
 from sagevit.contract import CHECKPOINT_DIR
-from sagevit.data import DataError
+from sagevit.data.channels import DataError
 from sagevit.entry import USER_ERRORS, JobPaths, cluster_config, configure_logging, launch
-from sagevit.pretrained import HUB_ENDPOINT
-from sagevit.training import TrainingStopped
-from sagevit.watchdog import exit_stalled
+from sagevit.model.pretrained import HUB_ENDPOINT
+from sagevit.platform.watchdog import exit_stalled
+from sagevit.training.loop import TrainingStopped
 
 
 def main() -> None:

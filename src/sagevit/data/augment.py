@@ -11,7 +11,7 @@ import math
 
 import tensorflow as tf
 
-from sagevit.randaugment import rand_augment
+from sagevit.data.randaugment import rand_augment
 
 
 def crop_flip(images: tf.Tensor, seed: tf.Tensor, pad: int = 4) -> tf.Tensor:

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from sagevit import images
-from sagevit.augment import augment_batch
 from sagevit.config import CHOICES, Hyperparameters
+from sagevit.data import images
+from sagevit.data.augment import augment_batch
 from sagevit.npz import NpzError, read_npz
-from sagevit.watchdog import no_beat
+from sagevit.platform.watchdog import no_beat
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Split:
         size = self.image_size
 
         def read(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            # The server's decoder (sagevit.images): the same file gives the same pixels.
+            # The server's decoder (sagevit.data.images): the same file gives the same pixels.
             image = tf.numpy_function(read_image_file, [path, size], tf.uint8, stateful=False)
             return tf.ensure_shape(image, (size, size, 3)), label
 
@@ -274,7 +274,7 @@ def make_dataset(
     order fixed by seed and epoch, so a resumed epoch can skip what it had done),
     drop the last partial batch, so every step has the same shape and the step
     function is traced once, and are augmented (`augment`, then mixup and/or
-    cutmix: `sagevit.augment.augment_batch`). Evaluation batches keep every example and are never
+    cutmix: `sagevit.data.augment.augment_batch`). Evaluation batches keep every example and are never
     augmented. `examples` (default `split.examples()`) may be a shard of them.
     """
     if augment not in CHOICES["augment"]:

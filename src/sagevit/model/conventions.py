@@ -8,7 +8,7 @@ Three spellings of the same ViT cover the checkpoints people download:
   big_vision    `cls`, `Transformer/encoderblock_3/MultiHeadDotProductAttention_1/query/kernel`,
                 ... (Google's .npz files; JAX layouts, per-head attention kernels)
 
-Each convention is a table: for every variable of `sagevit.model.build_vit` (named
+Each convention is a table: for every variable of `sagevit.model.vit.build_vit` (named
 by its Keras path, such as `encoder_block_3/attention/qkv/kernel`), the tensors of
 the checkpoint it is made of and how they are rearranged into the Keras layout.
 """

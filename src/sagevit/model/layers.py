@@ -12,7 +12,7 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from sagevit.dropout import PACKAGE, Dropout, drop
+from sagevit.model.dropout import PACKAGE, Dropout, drop
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -101,7 +101,7 @@ class SelfAttention(layers.Layer):
 
     One projection makes queries, keys and values together; `dropout` drops
     attention weights while training. Same maths as `keras.layers.MultiHeadAttention`
-    on (x, x), but its dropout mask is `sagevit.dropout`'s, cheap under XLA.
+    on (x, x), but its dropout mask is `sagevit.model.dropout`'s, cheap under XLA.
     """
 
     def __init__(self, num_heads: int, dropout: float = 0.0, **kwargs: Any) -> None:

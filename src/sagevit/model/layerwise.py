@@ -14,7 +14,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from sagevit.model import BLOCK_PREFIX, count_blocks
+from sagevit.model.vit import BLOCK_PREFIX, count_blocks
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The `pretrained` channel holds one weight file: a `.safetensors` with timm's or
 Hugging Face transformers' tensor names, or a big_vision `.npz`
-(`sagevit.conventions`). Without the channel, `--pretrained hf-hub:ORG/NAME`
+(`sagevit.model.conventions`). Without the channel, `--pretrained hf-hub:ORG/NAME`
 downloads the repository's `model.safetensors` (the job needs internet access).
 
 The checkpoint's architecture has to be the model's (`--preset vit-b16` for a
@@ -27,10 +27,10 @@ import numpy as np
 import tensorflow as tf
 
 from sagevit.config import HUB_PREFIX
-from sagevit.conventions import CONVENTIONS, Convention, Rule
-from sagevit.data import DataError
-from sagevit.model import BLOCK_PREFIX, count_blocks
-from sagevit.weight_files import SUFFIXES, WeightFileError, read_weights
+from sagevit.data.channels import DataError
+from sagevit.model.conventions import CONVENTIONS, Convention, Rule
+from sagevit.model.vit import BLOCK_PREFIX, count_blocks
+from sagevit.model.weight_files import SUFFIXES, WeightFileError, read_weights
 
 log = logging.getLogger(__name__)
 

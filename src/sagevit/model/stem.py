@@ -18,7 +18,7 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from sagevit.layers import PACKAGE, build_in_sequence
+from sagevit.model.layers import PACKAGE, build_in_sequence
 
 
 def stage_widths(d_model: int, stages: int) -> list[int]:

@@ -12,8 +12,8 @@ import keras
 from keras import layers
 
 from sagevit.config import CHOICES
-from sagevit.dropout import Dropout
-from sagevit.layers import (
+from sagevit.model.dropout import Dropout
+from sagevit.model.layers import (
     ClassToken,
     ConvTokenizer,
     EncoderBlock,
@@ -21,7 +21,7 @@ from sagevit.layers import (
     PositionEmbedding,
     SequencePooling,
 )
-from sagevit.stem import ConvStem
+from sagevit.model.stem import ConvStem
 
 BLOCK_PREFIX = "encoder_block_"  # block i is the layer named encoder_block_{i}
 
@@ -57,7 +57,7 @@ def build_vit(
     tokenizer: "patch" (strided convolution, the original ViT) or "conv" (a small
         convolutional stem, as in Compact Convolutional Transformers, of `conv_layers`
         stages that each halve the grid) or "hybrid" (a BatchNorm conv stem of
-        `conv_layers` two-conv stages, `sagevit.stem`, as the ViT paper's hybrids).
+        `conv_layers` two-conv stages, `sagevit.model.stem`, as the ViT paper's hybrids).
     pooling: "class_token" (the original ViT) or "sequence" (attention-weighted mean).
     stochastic_depth: the drop rate of the last block; earlier blocks drop less, linearly.
     pixel_scale: how pixels are scaled first (`scale_pixels`); pretrained weights

@@ -4,7 +4,7 @@ TensorFlow's own loader (tsl::internal::DsoLoader, exported by libtensorflow_fra
 does the loading, so the answer is the one TensorFlow gets at run time; each version is read
 from the library itself and held against what TensorFlow was built for:
 `tf.sysconfig.get_build_info()` for the CUDA runtime, the lower bounds of its `and-cuda`
-extra for the rest. No GPU is needed. `python -m sagevit.gpu` prints the table.
+extra for the rest. No GPU is needed. `python -m sagevit.platform.gpu` prints the table.
 """
 
 from __future__ import annotations

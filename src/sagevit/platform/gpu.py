@@ -4,9 +4,9 @@
     runtime creates (the base image sets NVIDIA_VISIBLE_DEVICES=all with or without a GPU);
   * the GPUs TensorFlow sees, with their compute capability and the cuDNN it loaded;
   * when it sees none of those it was given, why: the first missing or too old library
-    (sagevit.cuda_libs).
+    (sagevit.platform.cuda_libs).
 
-`python -m sagevit.gpu` prints all of it (`--json` for machines; `--check` exits 1 when a
+`python -m sagevit.platform.gpu` prints all of it (`--json` for machines; `--check` exits 1 when a
 library TensorFlow uses is missing or too old). `train` refuses to run on the CPU when it was
 given GPUs that TensorFlow cannot use (`require_gpus`), unless --allow-cpu.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from sagevit.cuda_libs import (
+from sagevit.platform.cuda_libs import (
     Loaded,
     build_info,
     dotted,
@@ -32,7 +32,7 @@ from sagevit.cuda_libs import (
     loaded_cudnn,
     mapped_cuda_files,
 )
-from sagevit.machine import available_cpus, given_gpus
+from sagevit.platform.machine import available_cpus, given_gpus
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def require_gpus(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sagevit.gpu", description=__doc__.split("\n")[0]
+        prog="python -m sagevit.platform.gpu", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(

@@ -46,7 +46,9 @@ class Progress:
     step: int = 0  # training steps already done in it
     sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss, correct, count
     history: list[dict] = field(default_factory=list)  # {"epoch": n, **metrics} per finished epoch
-    elapsed: float = 0.0  # seconds of a time budget spent (`sagevit.budget`); 0 without one
+    elapsed: float = (
+        0.0  # seconds of a time budget spent (`sagevit.training.budget`); 0 without one
+    )
 
 
 def _variables(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> list[Any]:

@@ -1,7 +1,7 @@
 """`--ema`: validate and export the moving average of the weights instead of the last step's.
 
 Keras's optimizers keep the average themselves (`use_ema=True`, `ema_momentum`, set by
-sagevit.recipe.make_optimizer): after every step, average = m * average + (1 - m) * weight,
+sagevit.training.recipe.make_optimizer): after every step, average = m * average + (1 - m) * weight,
 the first step copying the weights. Its variables are the optimizer's, so checkpoints
 carry them and a resumed run goes on averaging. Only the trainable weights are averaged;
 BatchNorm's statistics stay those of the trained weights.

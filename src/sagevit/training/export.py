@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from sagevit.contract import INPUT_NAME, KERAS_FILE, METADATA_FILE, OUTPUT_NAME, SIGNATURE
-from sagevit.outputs import ensure_writable, is_mount_point, unwritable
+from sagevit.platform.outputs import ensure_writable, is_mount_point, unwritable
 
 log = logging.getLogger(__name__)
 

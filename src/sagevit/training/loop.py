@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import keras
 import tensorflow as tf
 
-from sagevit.budget import TimeBudget
-from sagevit.checkpoints import Progress
-from sagevit.distribute import all_agree
-from sagevit.ema import averaged_weights
-from sagevit.epoch_log import format_line
-from sagevit.watchdog import no_beat
+from sagevit.platform.watchdog import no_beat
+from sagevit.training.budget import TimeBudget
+from sagevit.training.checkpoints import Progress
+from sagevit.training.distribute import all_agree
+from sagevit.training.ema import averaged_weights
+from sagevit.training.epoch_log import format_line
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ class Trainer:
         """Train until `epochs`, logging one `epoch=N ...` line after each.
 
         With `steps_per_epoch`, `train_data` (distributed) holds the batches of every
-        epoch from `start` on (`sagevit.data.training_batches`) as one stream that is
+        epoch from `start` on (`sagevit.data.channels.training_batches`) as one stream that is
         iterated once, `steps_per_epoch` steps an epoch: the pipeline is built once and
         keeps prefetching across epoch boundaries. Without, `train_data` is a plain
         dataset, distributed and iterated to its end once an epoch. `start` resumes

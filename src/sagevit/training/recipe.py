@@ -5,12 +5,12 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from sagevit.budget import BudgetSchedule, TimeBudget
-from sagevit.checkpoints import CheckpointDir, CheckpointError, Progress
 from sagevit.config import ConfigError, Hyperparameters
-from sagevit.layerwise import LayerwiseAdamW, freeze_backbone, layer_scales
-from sagevit.model import build_vit
-from sagevit.pretrained import Checkpoint, check_fits, load_pretrained
+from sagevit.model.layerwise import LayerwiseAdamW, freeze_backbone, layer_scales
+from sagevit.model.pretrained import Checkpoint, check_fits, load_pretrained
+from sagevit.model.vit import build_vit
+from sagevit.training.budget import BudgetSchedule, TimeBudget
+from sagevit.training.checkpoints import CheckpointDir, CheckpointError, Progress
 
 
 def choose_precision(setting: str, gpu_capabilities: list[tuple[int, int]]) -> str:
@@ -56,7 +56,7 @@ def make_optimizer(
     """AdamW on the schedule, with gradient clipping by global norm, with `--layer-decay`
     below 1 a learning rate per layer (`LayerwiseAdamW`), and with `--ema` Keras's own
     moving average of the weights, updated after every step
-    (`sagevit.ema.averaged_weights`)."""
+    (`sagevit.training.ema.averaged_weights`)."""
     settings = {"weight_decay": hp.weight_decay, "global_clipnorm": hp.grad_clip or None}
     if hp.ema:
         settings |= {"use_ema": True, "ema_momentum": hp.ema}

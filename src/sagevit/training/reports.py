@@ -15,7 +15,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from sagevit.training import EpochResult
+from sagevit.training.loop import EpochResult
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""SageMaker operations behind `make push train tune deploy transform predict delete-endpoint`."""

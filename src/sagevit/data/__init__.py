@@ -1,0 +1,1 @@
+"""The data wing: channels on disk, image decoding, augmentation, the tf.data pipelines."""

@@ -1,0 +1,1 @@
+"""The model wing: the ViT's layers and builder, pretrained weights and how to read them."""

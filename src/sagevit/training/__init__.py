@@ -1,0 +1,1 @@
+"""The training wing: the loop, its recipe and schedule, checkpoints, distribution, export."""
