@@ -14,8 +14,9 @@ import pytest
 import tensorflow as tf
 from conftest import seed_vit
 
-from sagevit.config import ConfigError, parse_hyperparameters
+from sagevit.config import parse_hyperparameters
 from sagevit.data.channels import load_channel, make_dataset
+from sagevit.errors import ConfigError
 from sagevit.training.budget import BudgetSchedule, TimeBudget
 from sagevit.training.checkpoints import Progress
 from sagevit.training.loop import Trainer

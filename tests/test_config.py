@@ -1,6 +1,7 @@
 import pytest
 
-from sagevit.config import ConfigError, Hyperparameters, parse_hyperparameters
+from sagevit.config import Hyperparameters, parse_hyperparameters
+from sagevit.errors import ConfigError
 
 SEED_ARGS = [
     "--image-size",

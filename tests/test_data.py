@@ -4,13 +4,13 @@ from conftest import write_image_tree
 
 from sagevit.data.channels import (
     CIFAR10_CLASSES,
-    DataError,
     find_channel_file,
     load_channel,
     load_split,
     make_dataset,
     resolve_class_names,
 )
+from sagevit.errors import DataError
 
 
 def save(path, image, label, **extra):

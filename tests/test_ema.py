@@ -57,7 +57,7 @@ def test_without_ema_nothing_changes():
 
 
 def test_ema_is_a_momentum_below_one():
-    from sagevit.config import ConfigError
+    from sagevit.errors import ConfigError
 
     with pytest.raises(ConfigError, match="ema"):
         parse_hyperparameters(["--ema", "1"])

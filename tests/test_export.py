@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import HANG_LIMIT_S, seed_vit
 
-from sagevit.platform.outputs import OutputError
+from sagevit.errors import OutputError
 from sagevit.training.export import export_model
 
 # Exports once (whole), then dies by SIGKILL halfway through writing the second export's

@@ -16,9 +16,10 @@ import pytest
 from conftest import ROOT, tiny_flags
 
 from sagevit.config import parse_hyperparameters
+from sagevit.errors import GpuUnavailable
 from sagevit.job import run
 from sagevit.platform import cuda_libs
-from sagevit.platform.gpu import Device, GpuUnavailable, device_report, diagnose, require_gpus
+from sagevit.platform.gpu import Device, device_report, diagnose, require_gpus
 from sagevit.platform.machine import available_cpus, given_gpus
 from scripts.local import gpu_check
 

@@ -9,8 +9,9 @@ import pytest
 from conftest import tiny_flags, write_channel
 
 from sagevit.config import parse_hyperparameters
+from sagevit.errors import OutputError
 from sagevit.job import run
-from sagevit.platform.outputs import OutputError, ensure_writable, is_mount_point, mount_points
+from sagevit.platform.outputs import ensure_writable, is_mount_point, mount_points
 
 # Two lines of /proc/self/mountinfo as SageMaker SDK local mode leaves them in a container:
 # /opt/ml/model bind-mounted from the host's disk, and a folder whose name has a space.

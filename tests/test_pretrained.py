@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from reference_vit import reference_logits
 
-from sagevit.config import ConfigError, Hyperparameters, parse_hyperparameters
+from sagevit.config import Hyperparameters, parse_hyperparameters
+from sagevit.errors import ConfigError
 from sagevit.model.pretrained import (
     PretrainedError,
     download,

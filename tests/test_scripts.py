@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import guarded_env, tiny_flags, write_channel
 
-from sagevit.config import ConfigError
+from sagevit.errors import ConfigError
 from sagevit.training.epoch_log import METRIC_NAMES, format_line, metric_definitions
 from scripts.sagemaker.aws import console_url, parse_pairs, timestamped
 from scripts.sagemaker.evaluate import evaluate, load_test_set, write_outputs

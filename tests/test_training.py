@@ -73,7 +73,7 @@ def test_batch_larger_than_the_data_is_clamped(channel, tmp_path):
 
 
 def test_impossible_model_is_a_config_error(channel, tmp_path):
-    from sagevit.config import ConfigError
+    from sagevit.errors import ConfigError
 
     hp = parse_hyperparameters(["--tokenizer", "patch", "--patch-size", "5", "--epochs", "1"])
     with pytest.raises(ConfigError, match="not divisible by patch size 5"):

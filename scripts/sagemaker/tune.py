@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagevit.config import BOUNDS, CHOICES, ConfigError, Hyperparameters, within
+from sagevit.config import BOUNDS, CHOICES, Hyperparameters, within
+from sagevit.errors import ConfigError
 from sagevit.training.epoch_log import metric_definitions
 from scripts.sagemaker.aws import (
     PROJECT,

@@ -21,11 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagevit.errors import ConfigError
 from sagevit.presets import PRESETS
-
-
-class ConfigError(ValueError):
-    """A hyperparameter is unknown or has an impossible value."""
 
 
 def _field(default: Any, help: str) -> Any:

@@ -21,21 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sagevit.config import (
-    ConfigError,
     Hyperparameters,
     hyperparameters_from_namespace,
     make_parser,
     parse_with_preset,
 )
 from sagevit.contract import CHECKPOINT_DIR, MODEL_DIR
-from sagevit.data.channels import DataError
+from sagevit.errors import BAD_INPUT, USER_ERRORS, ConfigError, DataError
 from sagevit.job import run
 from sagevit.model.pretrained import HUB_ENDPOINT, download
-from sagevit.platform.gpu import GpuUnavailable
-from sagevit.platform.outputs import OutputError
 from sagevit.platform.signals import StopOnSigterm
 from sagevit.platform.watchdog import exit_stalled
-from sagevit.training.distribute import WorkerLost, tf_config
+from sagevit.training.distribute import tf_config
 from sagevit.training.loop import EpochResult, TrainingStopped
 
 log = logging.getLogger("sagevit.entry")  # not __name__: `python -m sagevit.entry` is __main__
@@ -52,10 +49,6 @@ class JobPaths:
     tensorboard: str | Path | None = None
     checkpoints: str | Path | None = None
     pretrained: str | Path | None = None  # the pretrained channel
-
-
-# Errors a job's user can act on: one sentence each, never a traceback.
-USER_ERRORS = (ConfigError, DataError, GpuUnavailable, OutputError, WorkerLost)
 
 
 def launch(
@@ -147,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         launch(hyperparameters_from_namespace(args), paths, tf_config_json, hub_endpoint=hub)
     except USER_ERRORS as error:
         log.error("%s", error)
-        return 2 if isinstance(error, (ConfigError, DataError)) else 1
+        return 2 if isinstance(error, BAD_INPUT) else 1
     except TrainingStopped as stopped:
         log.warning("%s; run the same command again to resume", stopped)
     return 0

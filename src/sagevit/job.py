@@ -18,10 +18,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from sagevit.config import (
-    ConfigError,
-    Hyperparameters,
-)
+from sagevit.config import Hyperparameters
 from sagevit.contract import TRAIN_FILE, VALIDATION_FILE
 from sagevit.data.channels import (
     Split,
@@ -31,6 +28,7 @@ from sagevit.data.channels import (
     resolve_class_names,
     training_batches,
 )
+from sagevit.errors import ConfigError
 from sagevit.model.pretrained import find_weights_file, read_checkpoint
 from sagevit.platform.gpu import Device, log_devices, require_gpus
 from sagevit.platform.machine import given_gpus

@@ -22,8 +22,8 @@ from sagemaker_training import environment, errors, files, mapping
 
 from sagevit.config import parse_hyperparameters
 from sagevit.contract import CHECKPOINT_DIR
-from sagevit.data.channels import DataError
-from sagevit.entry import USER_ERRORS, JobPaths, cluster_config, configure_logging, launch
+from sagevit.entry import JobPaths, cluster_config, configure_logging, launch
+from sagevit.errors import USER_ERRORS, DataError
 from sagevit.model.pretrained import HUB_ENDPOINT
 from sagevit.platform.watchdog import exit_stalled
 from sagevit.training.loop import TrainingStopped

@@ -23,6 +23,7 @@ import tensorflow as tf
 from sagevit.config import CHOICES, Hyperparameters
 from sagevit.data import images
 from sagevit.data.augment import augment_batch
+from sagevit.errors import DataError
 from sagevit.npz import NpzError, read_npz
 from sagevit.platform.watchdog import no_beat
 
@@ -34,10 +35,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
-
-
-class DataError(ValueError):
-    """The training data cannot be used; the message is one readable sentence."""
 
 
 # Decoded images up to this size are cached in memory after the first epoch.

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from sagevit.errors import GpuUnavailable
 from sagevit.platform.cuda_libs import (
     Loaded,
     build_info,
@@ -35,10 +36,6 @@ from sagevit.platform.cuda_libs import (
 from sagevit.platform.machine import available_cpus, given_gpus
 
 log = logging.getLogger(__name__)
-
-
-class GpuUnavailable(RuntimeError):
-    """GPUs were given to the container, TensorFlow cannot use them, and the CPU was not allowed."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,11 +18,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from sagevit.errors import OutputError
+
 MOUNTINFO = Path("/proc/self/mountinfo")
-
-
-class OutputError(RuntimeError):
-    """A folder the job must write cannot be written: one sentence, for the failure file."""
 
 
 def ensure_writable(folder: str | Path, what: str) -> None:

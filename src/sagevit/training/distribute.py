@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import tensorflow as tf
 
+from sagevit.errors import WorkerLost
+
 log = logging.getLogger(__name__)
 
 WORKER_PORT = 2222  # TensorFlow's gRPC port between training hosts (instances share a VPC)
@@ -91,10 +93,6 @@ def all_agree(strategy: tf.distribute.Strategy) -> Callable[[bool, float], tuple
         return bool(flags > 0), float(total) / strategy.num_replicas_in_sync
 
     return agree
-
-
-class WorkerLost(RuntimeError):
-    """Another worker died or stopped answering: the job fails instead of hanging."""
 
 
 @contextlib.contextmanager

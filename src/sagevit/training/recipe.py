@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from sagevit.config import ConfigError, Hyperparameters
+from sagevit.config import Hyperparameters
+from sagevit.errors import ConfigError
 from sagevit.model.layerwise import LayerwiseAdamW, freeze_backbone, layer_scales
 from sagevit.model.pretrained import Checkpoint, check_fits, load_pretrained
 from sagevit.model.vit import build_vit
