@@ -24,7 +24,7 @@ from sagevit.config import CHOICES, Hyperparameters
 from sagevit.data import images
 from sagevit.data.augment import augment_batch
 from sagevit.errors import DataError
-from sagevit.npz import NpzError, read_npz
+from sagevit.platform.npz import NpzError, read_npz
 from sagevit.platform.watchdog import no_beat
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ Every header entry is checked against the file before any tensor is read, and ev
 problem is one WeightFileError sentence that names the file.
 
 .npz (what Google's big_vision and vision_transformer publish) goes through the
-project's guarded reader, `sagevit.npz`.
+project's guarded reader, `sagevit.platform.npz`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import ml_dtypes  # TensorFlow's own dependency: numpy's bfloat16
 import numpy as np
 
-from sagevit.npz import NpzError, read_npz, require_regular_file
+from sagevit.platform.npz import NpzError, read_npz, require_regular_file
 
 # safetensors dtype names -> numpy dtypes (all little-endian)
 DTYPES = {
