@@ -16,7 +16,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from sagevit.config import Hyperparameters, parse_hyperparameters
+from sagevit.config import Hyperparameters
+from sagevit.flags import parse_hyperparameters
 from sagevit.model.layers import ClassToken, PatchEmbedding, PositionEmbedding
 
 SEED = parse_hyperparameters(["--preset", "seed"])

@@ -165,7 +165,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def model_dir(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model trained in-process for one epoch and exported like the trainer does."""
-    from sagevit.config import parse_hyperparameters
+    from sagevit.flags import parse_hyperparameters
     from sagevit.job import run
 
     out = tmp_path_factory.mktemp("model")
@@ -240,7 +240,7 @@ def client(app):
 
 @pytest.fixture
 def seed_hyperparameters() -> Hyperparameters:
-    from sagevit.config import parse_hyperparameters
+    from sagevit.flags import parse_hyperparameters
 
     return parse_hyperparameters(["--preset", "seed"])
 
@@ -262,8 +262,32 @@ def in_process_probabilities(model_dir: Path, images: np.ndarray) -> np.ndarray:
 
 def seed_vit(**overrides: object):
     """The seed notebook's ViT (the seed preset's model arguments), with `overrides`."""
-    from sagevit.config import parse_hyperparameters
+    from sagevit.flags import parse_hyperparameters
     from sagevit.model.vit import build_vit
 
     kwargs = parse_hyperparameters(["--preset", "seed"]).model_kwargs()
     return build_vit(**{**kwargs, **overrides})
+
+
+def training_stream(
+    split, batch_size: int, epochs: int, seed: int = 0, start=None, **augmentation: object
+):
+    """What the job feeds the loop (`sagevit.job.TrainingData.training_batches`): every
+    epoch's batches from `start` (a Progress; default the beginning) to `epochs` as one
+    distributed stream, and the steps in an epoch."""
+    import tensorflow as tf
+
+    from sagevit.data.pipeline import Augmentation
+    from sagevit.job import TrainingData
+    from sagevit.training.checkpoints import Progress
+
+    data = TrainingData(split, None, (), batch_size)
+    batches = data.training_batches(
+        tf.distribute.get_strategy(),
+        start or Progress(),
+        epochs,
+        10,
+        seed,
+        Augmentation(**augmentation),
+    )
+    return batches, data.steps_per_epoch

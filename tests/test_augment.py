@@ -3,9 +3,11 @@ import pytest
 import tensorflow as tf
 from conftest import seed_vit
 
-from sagevit.config import parse_hyperparameters
 from sagevit.data.augment import crop_flip, mixup
-from sagevit.data.channels import load_channel, make_dataset
+from sagevit.data.channels import load_channel
+from sagevit.data.pipeline import Augmentation, epoch_batches, evaluation_batches
+from sagevit.flags import parse_hyperparameters
+from sagevit.job import recipe_of
 from sagevit.training.recipe import make_optimizer, make_schedule
 
 
@@ -38,10 +40,15 @@ def test_mixup_blends_images_and_targets_alike():
 
 def test_augmentation_is_applied_only_in_training(channel):
     split = load_channel(channel, "training.npz", "train", 32, 10)
-    plain = np.concatenate([x for x, _ in make_dataset(split, 32, training=False, num_classes=10)])
+    plain = np.concatenate([x for x, _ in evaluation_batches(split, 32, num_classes=10)])
     np.testing.assert_array_equal(plain, split.images.astype(np.float32))  # evaluation: untouched
-    augmented = make_dataset(
-        split, 32, training=True, num_classes=10, augment="crop_flip", mixup_alpha=0.2
+    augmented = epoch_batches(
+        split,
+        32,
+        epoch=1,
+        num_classes=10,
+        seed=0,
+        augmentation=Augmentation("crop_flip", mixup=0.2),
     )
     images, targets = next(iter(augmented))
     assert images.dtype == tf.float32 and images.shape == (32, 32, 32, 3)
@@ -58,12 +65,20 @@ def test_warmup_then_cosine_schedule(step, expected):
     hp = parse_hyperparameters(
         ["--learning-rate", "1e-3", "--epochs", "10", "--warmup-epochs", "1"]
     )
-    schedule = make_schedule(hp, steps_per_epoch=100)
+    schedule = make_schedule(recipe_of(hp), steps_per_epoch=100)
     assert float(schedule(step)) == pytest.approx(expected, abs=1e-7)
 
 
 def test_seed_preset_has_a_constant_rate_and_no_clipping():
     hp = parse_hyperparameters(["--preset", "seed"])
-    optimizer = make_optimizer(hp, steps_per_epoch=100, model=seed_vit())
+    optimizer = make_optimizer(recipe_of(hp), steps_per_epoch=100, model=seed_vit())
     assert float(optimizer.learning_rate) == pytest.approx(3e-4)
     assert optimizer.global_clipnorm is None
+
+
+def test_every_augment_config_accepts_has_a_function_and_no_other():
+    from sagevit.config import CHOICES
+    from sagevit.data import AUGMENTS
+    from sagevit.data.augment import AUGMENTATIONS
+
+    assert tuple(AUGMENTATIONS) == AUGMENTS == CHOICES["augment"]

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import seed_vit
+from conftest import seed_vit, training_stream
 
-from sagevit.config import parse_hyperparameters
-from sagevit.data.channels import load_channel, make_dataset
+from sagevit.data.channels import load_channel
+from sagevit.data.pipeline import evaluation_batches
 from sagevit.errors import ConfigError
+from sagevit.flags import parse_hyperparameters
+from sagevit.job import recipe_of, seed_everything
 from sagevit.training.budget import BudgetSchedule, TimeBudget
 from sagevit.training.checkpoints import Progress
 from sagevit.training.loop import Trainer
@@ -74,16 +75,16 @@ def test_the_budget_counts_from_the_first_step_and_keeps_back_the_last_validatio
 
 def fit_with_budget(channel, seconds: float, start: Progress | None = None, **kwargs):
     """A tiny model trained 4 steps an epoch for up to 100 epochs on a `seconds` budget."""
-    keras.utils.set_random_seed(0)
+    seed_everything(0)
     split = load_channel(channel, "training.npz", "train", 32, 10)
     model = seed_vit(num_layers=1, d_model=32, num_heads=2, mlp_dim=64, dropout=0.0)
     clock = Clock()
     budget = TimeBudget(seconds, clock=clock)
     hp = parse_hyperparameters(["--time-budget", str(seconds), "--epochs", "10", "--warmup-epochs", "1"])  # fmt: skip
-    optimizer = make_optimizer(hp, STEPS_PER_EPOCH, model, budget)
+    optimizer = make_optimizer(recipe_of(hp), STEPS_PER_EPOCH, model, budget)
     trainer = Trainer(model, optimizer, global_batch_size=32)
-    batches = make_dataset(split, 32, training=True, num_classes=10).repeat()
-    stream = tf.distribute.get_strategy().experimental_distribute_dataset(batches)
+    stream, steps = training_stream(split, 32, epochs=100, start=start)
+    assert steps == STEPS_PER_EPOCH
     if start is not None:
         budget.resume(start.elapsed)
     history = trainer.fit(
@@ -108,7 +109,7 @@ def test_the_run_ends_when_the_budget_is_spent_mid_epoch(channel, caplog):
 
 def test_validation_time_is_in_the_budget_and_kept_back_for_the_last(channel):
     split = load_channel(channel, "training.npz", "train", 32, 10)
-    validation = make_dataset(split, 64, training=False, num_classes=10)  # 2 batches: 2 s
+    validation = evaluation_batches(split, 64, num_classes=10)  # 2 batches: 2 s
     history, budget, optimizer = fit_with_budget(channel, 20, validation_dataset=validation)
     # Epochs of 4 steps + 2 s of validation: 6, 12, 18 s; at 18 + 2 s kept back the budget
     # is spent, so epoch 3 is the last, and its validation ends at 20 s.

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 from conftest import HANG_LIMIT_S, seed_vit, tiny_flags
 
-from sagevit.config import parse_hyperparameters
+from sagevit.flags import parse_hyperparameters
 from sagevit.job import run
-from sagevit.training.checkpoints import CheckpointDir, CheckpointError, Progress
+from sagevit.training.checkpoints import CheckpointDir, CheckpointError, Progress, Sums
 from sagevit.training.loop import TrainingStopped
 
 
@@ -37,7 +37,9 @@ def trained_step(model, optimizer) -> None:
 def test_save_then_restore_brings_back_weights_optimizer_and_progress(tmp_path):
     model, optimizer = tiny_model()
     trained_step(model, optimizer)
-    progress = Progress(epoch=3, step=7, sums=[1.5, 2.0, 28.0], history=[{"epoch": 1, "loss": 2.0}])
+    progress = Progress(
+        epoch=3, step=7, sums=Sums(1.5, 2.0, 28.0), history=[{"epoch": 1, "loss": 2.0}]
+    )
     store = CheckpointDir(tmp_path)
     path = store.save(model, optimizer, progress)
     assert path.name == "ckpt-0003-000007.npz"

@@ -1,7 +1,8 @@
 import pytest
 
-from sagevit.config import Hyperparameters, parse_hyperparameters
+from sagevit.config import Hyperparameters
 from sagevit.errors import ConfigError
+from sagevit.flags import parse_hyperparameters
 
 SEED_ARGS = [
     "--image-size",
@@ -93,9 +94,15 @@ def test_unknown_or_malformed_values_fail_naming_the_option(argv, named):
 
 
 def test_model_kwargs_feed_build_vit():
+    import inspect
+
+    from sagevit.model.vit import build_vit
+
     kwargs = Hyperparameters().model_kwargs()
-    assert kwargs["d_model"] == 256 and kwargs["num_classes"] == 10 and kwargs["norm_first"]
+    assert kwargs["d_model"] == 256 and kwargs["num_classes"] == 10 and kwargs["norm"] == "pre"
     assert "learning_rate" not in kwargs
+    # Every argument build_vit requires, and nothing else: the fields declared model=True.
+    assert set(kwargs) == set(inspect.signature(build_vit).parameters) - {"name"}
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ from sagevit.data.channels import (
     find_channel_file,
     load_channel,
     load_split,
-    make_dataset,
     resolve_class_names,
 )
+from sagevit.data.pipeline import Augmentation, epoch_batches, evaluation_batches
 from sagevit.errors import DataError
 
 
@@ -112,18 +112,14 @@ def test_class_names_fall_back_to_cifar10_then_numbers(tmp_path):
 
 def test_datasets_batch_float_pixels_and_one_hot_targets(channel):
     split = load_channel(channel, "training.npz", "train", 32, 10)
-    images, targets = next(
-        iter(
-            make_dataset(
-                split, 32, training=True, num_classes=10, augment="crop_flip", mixup_alpha=0.2
-            )
-        )
-    )
+    augmentation = Augmentation("crop_flip", mixup=0.2)
+    batches = epoch_batches(split, 32, epoch=1, num_classes=10, seed=0, augmentation=augmentation)
+    images, targets = next(iter(batches))
     assert images.shape == (32, 32, 32, 3) and images.dtype == "float32"
     assert targets.shape == (32, 10) and targets.dtype == "float32"
     np.testing.assert_allclose(targets.numpy().sum(axis=1), 1.0, atol=1e-6)
     assert float(images.numpy().max()) > 1.0  # still 0-255: the model rescales
-    eval_batches = list(make_dataset(split, 50, training=False, num_classes=10))
+    eval_batches = list(evaluation_batches(split, 50, num_classes=10))
     assert sum(len(b[1]) for b in eval_batches) == len(split)  # evaluation keeps every example
 
 
@@ -264,7 +260,7 @@ def test_a_channel_read_that_hangs_is_caught_by_the_watchdog(channel, tmp_path, 
     from conftest import tiny_flags
 
     import sagevit.data.channels
-    from sagevit.config import parse_hyperparameters
+    from sagevit.flags import parse_hyperparameters
     from sagevit.job import run
 
     released, messages = threading.Event(), []
@@ -294,7 +290,8 @@ def test_npz_images_of_another_size_are_resized_in_the_pipeline(tmp_path):
     split = load_split(path, image_size=64, num_classes=2)
     assert split.resized and split.images.shape == (4, 32, 32, 3)
     for augment in ("none", "crop_flip"):
-        batches = make_dataset(split, 4, training=True, num_classes=2, augment=augment)
+        augmentation = Augmentation(augment)
+        batches = epoch_batches(split, 4, epoch=1, num_classes=2, seed=0, augmentation=augmentation)
         images, _ = next(iter(batches))
         assert images.shape == (4, 64, 64, 3)
         # One colour an image: resizing a flat image keeps it flat.

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 from conftest import seed_vit
 
-from sagevit.config import parse_hyperparameters
+from sagevit.flags import parse_hyperparameters
+from sagevit.job import recipe_of
 from sagevit.training.ema import averaged_weights
 from sagevit.training.recipe import make_optimizer
 
@@ -29,7 +30,7 @@ def two_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> list
 def tiny(ema: float, loss_scale: bool = False) -> tuple[keras.Model, keras.optimizers.Optimizer]:
     hp = parse_hyperparameters(["--preset", "seed", "--ema", str(ema), "--learning-rate", "0.01"])
     model = seed_vit(num_layers=1, d_model=32, num_heads=2, mlp_dim=64)
-    optimizer = make_optimizer(hp, steps_per_epoch=10, model=model)
+    optimizer = make_optimizer(recipe_of(hp), steps_per_epoch=10, model=model)
     if loss_scale:  # what float16 training wraps it in
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, tiny_flags
 
-from sagevit.config import parse_hyperparameters
 from sagevit.errors import GpuUnavailable
+from sagevit.flags import parse_hyperparameters
 from sagevit.job import run
 from sagevit.platform import cuda_libs
 from sagevit.platform.gpu import Device, device_report, diagnose, require_gpus

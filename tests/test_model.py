@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 from conftest import seed_vit
 
-from sagevit.config import parse_hyperparameters
+from sagevit.flags import parse_hyperparameters
 from sagevit.model.dropout import Dropout
 from sagevit.model.layers import (
     ClassToken,
@@ -113,7 +113,7 @@ def test_the_hybrid_stem_normalises_by_batch_in_training_and_by_running_stats_af
 def test_one_conv_layer_seven_blocks_of_256_is_cct_7_3x1():
     """Hassani et al. 2021 (Compact Convolutional Transformers), CCT-7/3x1: 3.76M parameters."""
     model = seed_vit(
-        tokenizer="conv", conv_layers=1, pooling="sequence", norm_first=True,
+        tokenizer="conv", conv_layers=1, pooling="sequence", norm="pre",
         num_layers=7, d_model=256, num_heads=4, mlp_dim=512, dropout=0.0,
     )  # fmt: skip
     assert model.count_params() == 3_765_515

@@ -8,8 +8,8 @@ import tempfile
 import pytest
 from conftest import tiny_flags, write_channel
 
-from sagevit.config import parse_hyperparameters
 from sagevit.errors import OutputError
+from sagevit.flags import parse_hyperparameters
 from sagevit.job import run
 from sagevit.platform.outputs import ensure_writable, is_mount_point, mount_points
 

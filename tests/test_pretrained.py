@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from reference_vit import reference_logits
 
-from sagevit.config import Hyperparameters, parse_hyperparameters
+from sagevit.config import Hyperparameters
 from sagevit.errors import ConfigError
+from sagevit.flags import parse_hyperparameters
 from sagevit.model.pretrained import (
     PretrainedError,
     download,
@@ -37,7 +38,7 @@ HEADS = 2
 def tiny_vit(image_size: int = 8, num_classes: int = 5, **overrides: object):
     kwargs = dict(
         image_size=image_size, patch_size=4, num_layers=2, d_model=8, num_heads=HEADS,
-        mlp_dim=16, num_classes=num_classes, dropout=0.0, norm_first=True, tokenizer="patch",
+        mlp_dim=16, num_classes=num_classes, dropout=0.0, norm="pre", tokenizer="patch",
         conv_layers=2, pooling="class_token", stochastic_depth=0.0, pixel_scale="symmetric",
     )  # fmt: skip
     return build_vit(**{**kwargs, **overrides})
@@ -185,7 +186,7 @@ def test_a_checkpoint_of_another_architecture_names_every_difference(tmp_path, s
     ):
         check_fits(checkpoint, tiny_vit(tokenizer="conv", pooling="sequence"))
     with pytest.raises(PretrainedError, match="use a --preset vit-ti16, vit-s16 or vit-b16"):
-        check_fits(checkpoint, tiny_vit(norm_first=False))
+        check_fits(checkpoint, tiny_vit(norm="post"))
 
 
 def test_missing_and_foreign_tensors_are_one_sentence(tmp_path, state):

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from conftest import TELEMETRY_OPT_OUT, guarded_env, run_make
 
-from sagevit.config import parse_hyperparameters
+from sagevit.flags import parse_hyperparameters
 from sagevit.training.epoch_log import metric_definitions
 from scripts.local.server_process import free_port, wait_until_ready
 from scripts.sagemaker.aws import latest_training_job

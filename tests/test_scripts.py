@@ -193,7 +193,7 @@ def test_bench_accuracy_names_its_runs_and_every_ablation():
 
 
 def test_bench_accuracy_resumes_an_interrupted_run_and_then_starts_afresh(tmp_path):
-    from sagevit.config import parse_hyperparameters
+    from sagevit.flags import parse_hyperparameters
     from sagevit.job import run
     from scripts.bench.accuracy import our_recipe
 
@@ -216,7 +216,7 @@ def test_bench_accuracy_resumes_an_interrupted_run_and_then_starts_afresh(tmp_pa
 
 
 def test_bench_train_counts_the_seed_models_flops_and_takes_medians():
-    from sagevit.config import parse_hyperparameters
+    from sagevit.flags import parse_hyperparameters
     from scripts.bench.train import forward_flops, summarise
 
     seed = parse_hyperparameters(["--preset", "seed"])
@@ -241,7 +241,7 @@ def test_bench_train_counts_the_seed_models_flops_and_takes_medians():
 
 
 def test_the_notebooks_model_is_our_seed_architecture():
-    from sagevit.config import parse_hyperparameters
+    from sagevit.flags import parse_hyperparameters
     from sagevit.model.vit import build_vit
     from scripts.seed_notebook import notebook_vit
 

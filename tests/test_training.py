@@ -3,11 +3,12 @@ import re
 import keras
 import numpy as np
 import pytest
-from conftest import seed_vit
+from conftest import seed_vit, training_stream
 
-from sagevit.config import parse_hyperparameters
-from sagevit.data.channels import load_channel, make_dataset
-from sagevit.job import run
+from sagevit.data.channels import load_channel
+from sagevit.data.pipeline import evaluation_batches
+from sagevit.flags import parse_hyperparameters
+from sagevit.job import run, seed_everything
 from sagevit.training.loop import EpochResult, Trainer
 
 # The regex a SageMaker metric definition would use for validation accuracy.
@@ -24,24 +25,23 @@ def test_epoch_line_has_the_fixed_format():
 
 
 def test_loss_falls_and_epochs_are_numbered_from_one(channel, caplog):
-    keras.utils.set_random_seed(0)
+    seed_everything(0)
     split = load_channel(channel, "training.npz", "train", 32, 10)
     model = seed_vit(num_layers=1, d_model=32, num_heads=2, mlp_dim=64, dropout=0.0)
     trainer = Trainer(model, keras.optimizers.AdamW(3e-3), global_batch_size=32)
-    train, validation = (
-        make_dataset(split, 32, training=True, num_classes=10),
-        make_dataset(split, 32, training=False, num_classes=10),
-    )
+    train, steps = training_stream(split, 32, epochs=4)
+    validation = evaluation_batches(split, 32, num_classes=10)
     calls = []
     with caplog.at_level("INFO", logger="sagevit"):
         history = trainer.fit(
-            train, epochs=4, validation_dataset=validation, on_call=lambda: calls.append(1)
+            train, 4, steps, validation_dataset=validation, on_call=lambda: calls.append(1)
         )
     losses = [result.metrics["loss"] for result in history]
     assert losses[-1] < losses[0]
-    # The watchdog's heartbeat: after every training call (one step each, and one
-    # more that finds the dataset's end) and every validation batch.
-    assert len(calls) == 4 * (len(list(train)) + 1 + len(list(validation)))
+    # The watchdog's heartbeat: after every training call (one step each) and every
+    # validation batch.
+    assert steps == len(split) // 32
+    assert len(calls) == 4 * (steps + len(list(validation)))
     lines = [m for m in caplog.messages if m.startswith("epoch=")]
     assert [int(EPOCH_LINE.match(line).group(1)) for line in lines] == [1, 2, 3, 4]
 
@@ -66,6 +66,13 @@ def test_run_exports_a_servable_model_and_reports(channel, tmp_path):
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.parametrize("seed", ["0", "2147483647"])
+def test_seeds_tensorflow_takes_for_zero_train(channel, tmp_path, seed):
+    """TensorFlow cannot trace the pipeline's shuffle under a global seed of 0 (mod 2**31-1)."""
+    hp = parse_hyperparameters(["--epochs", "1", "--num-layers", "1", "--seed", seed])
+    assert [r.epoch for r in run(hp, channel, tmp_path)] == [1]
+
+
 def test_batch_larger_than_the_data_is_clamped(channel, tmp_path):
     hp = parse_hyperparameters(["--epochs", "1", "--batch-size", "100000", "--num-layers", "1"])
     history = run(hp, channel, tmp_path)
@@ -84,12 +91,11 @@ def test_steps_per_execution_runs_the_same_steps(channel):
     split = load_channel(channel, "training.npz", "train", 32, 10)
     results = []
     for steps in (1, 3):
-        keras.utils.set_random_seed(0)
+        seed_everything(0)
         model = seed_vit(num_layers=1, d_model=32, num_heads=2, mlp_dim=64, dropout=0.0)
         trainer = Trainer(model, keras.optimizers.SGD(0.01), 32, steps_per_execution=steps)
-        history = trainer.fit(
-            make_dataset(split, 32, training=True, num_classes=10, seed=1), epochs=2
-        )
+        batches, per_epoch = training_stream(split, 32, epochs=2, seed=1)
+        history = trainer.fit(batches, 2, per_epoch)
         results.append([r.metrics["loss"] for r in history])
         assert trainer.optimizer.iterations.numpy() == 2 * (len(split) // 32)  # 4 per epoch
     np.testing.assert_allclose(results[0], results[1], rtol=1e-4)

@@ -36,9 +36,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from sagevit.config import parse_hyperparameters
 from sagevit.contract import KERAS_FILE, TRAIN_FILE, VALIDATION_FILE
 from sagevit.data.channels import load_channel
+from sagevit.flags import parse_hyperparameters
 from sagevit.job import run
 from sagevit.model.vit import load_model
 from scripts.bench.common import (

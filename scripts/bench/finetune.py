@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sagevit.config import parse_hyperparameters
 from sagevit.contract import TRAIN_FILE
+from sagevit.flags import parse_hyperparameters
 from sagevit.job import run
 from sagevit.model.pretrained import load_pretrained, read_checkpoint
 from sagevit.model.vit import build_vit

@@ -177,8 +177,8 @@ def in_process_floor(model_dir: Path, seconds: float) -> dict:
 
 def export_preset_model(model_dir: Path, preset: str = "default") -> Path:
     """A preset's ViT (random weights: speed does not depend on them), exported."""
-    from sagevit.config import parse_hyperparameters
     from sagevit.data.channels import CIFAR10_CLASSES
+    from sagevit.flags import parse_hyperparameters
     from sagevit.model.vit import build_vit
     from sagevit.training.export import export_model
 

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sagevit.config import Hyperparameters, parse_hyperparameters
+from sagevit.config import Hyperparameters
 from sagevit.contract import TRAIN_FILE
+from sagevit.flags import parse_hyperparameters
 from sagevit.job import run
 from sagevit.model.stem import stage_widths
 from scripts.bench.common import (

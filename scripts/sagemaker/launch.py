@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sagevit.config import parse_hyperparameters
 from sagevit.contract import CHECKPOINT_DIR, TENSORBOARD_DIR
 from sagevit.errors import ConfigError
+from sagevit.flags import parse_hyperparameters
 from sagevit.training.epoch_log import metric_definitions
 from scripts.sagemaker.aws import (
     DATA_PREFIX,

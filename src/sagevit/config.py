@@ -1,91 +1,54 @@
-"""Hyperparameters: the one place that names them and sets their defaults.
+"""Hyperparameters: the one place that names them, with their defaults, help and ranges.
+
+Each field is declared once (`_field`: default, help, range or choices, whether the model
+builder takes it); argparse (`sagevit.flags`), validation, `model_kwargs` and the table in
+docs/training.md (`reference_rows`, held to it by a test) all come from that declaration.
+The choices live with the wings that own them (`sagevit.model.TOKENIZERS`,
+`sagevit.data.AUGMENTS`, ...); this module imports no TensorFlow.
 
 The field defaults are the project's default recipe (a hybrid ViT: a BatchNorm conv
-stem, two transformer blocks); `--preset fast` is a small one for a budget of a minute,
-`--preset v1` the default before it (a CCT-style stem, four blocks). `--preset seed` swaps in
-the AWS sample notebook this project grew from (a post-norm ViT with patch
-tokens and a class token, AdamW at a constant 3e-4, no augmentation: about 60%
-on CIFAR-10 after 50 epochs); `--preset vit-ti16|vit-s16|vit-b16` the published
-ViTs at 224x224 with a fine-tuning recipe. Explicit flags still override a preset. Every
-field can be set as `--kebab-case` or `--snake_case`, which is how the SageMaker
-toolkit and SDK pass hyperparameters (`--batch-size 256`, values always strings).
+stem, two transformer blocks). The presets (`sagevit.presets`) override them by name:
+`fast` for a budget of a minute, `v1` the default before the hybrid, `seed` the AWS
+sample notebook this project grew from (about 60% on CIFAR-10 after 50 epochs),
+`cct-7-3x1` a published recipe for GPUs, `vit-ti16|vit-s16|vit-b16` the published ViTs
+at 224x224 with a fine-tuning recipe.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import typing
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagevit.data import AUGMENTS
 from sagevit.errors import ConfigError
+from sagevit.model import HUB_PREFIX, NORMS, PIXEL_SCALES, POOLINGS, TOKENIZERS
 from sagevit.presets import PRESETS
+from sagevit.training import JIT_SETTINGS, PRECISIONS, SCHEDULES
+
+# A field's range, written as in maths: "[" includes the end, "(" leaves it out. NaN and
+# infinities are in no range. The upper ends only keep out the absurd (a typo, an
+# overflow): nothing near them trains on any machine.
+ANY_SIZE = "[1, 8192]"
+RATE = "[0, 1)"  # dropout, smoothing, momentum: a fraction below 1
+COUNT = "[1, 1000000]"
+MIXING = "[0, 1000]"  # a Beta(alpha, alpha) parameter; 0 is off
 
 
-def _field(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
-
-def parse_switch(text: str) -> str:
-    """auto, or a boolean in any of the toolkit's spellings, normalised to true/false."""
-    lowered = str(text).strip().lower()
-    if lowered == "auto":
-        return "auto"
-    try:
-        return "true" if parse_bool(lowered) else "false"
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected auto or True/False/true/false/1/0, got {text!r}"
-        ) from None
-
-
-# The choices of the string-valued fields.
-CHOICES = {
-    "preset": tuple(PRESETS),
-    "tokenizer": ("patch", "conv", "hybrid"),
-    "pooling": ("class_token", "sequence"),
-    "norm": ("pre", "post"),
-    "pixel_scale": ("unit", "symmetric", "imagenet"),
-    "augment": ("none", "crop_flip", "rand_augment"),
-    "schedule": ("cosine", "constant"),
-    "jit_compile": ("auto", "true", "false"),
-    "mixed_precision": ("auto", "float32", "bfloat16", "float16"),
-}
-# Every numeric field's range, written as in maths: "[" includes the end, "(" leaves it
-# out. NaN and infinities are in no range. The upper ends only keep out the absurd (a
-# typo, an overflow): nothing near them trains on any machine.
-BOUNDS = {
-    "image_size": "[1, 8192]",
-    "patch_size": "[1, 8192]",
-    "conv_layers": "[1, 8]",
-    "num_layers": "[1, 256]",
-    "d_model": "[1, 16384]",
-    "num_heads": "[1, 1024]",
-    "mlp_dim": "[1, 65536]",
-    "dropout": "[0, 1)",
-    "num_classes": "[2, 100000]",
-    "stochastic_depth": "[0, 1)",
-    "learning_rate": "(0, 10]",
-    "layer_decay": "(0, 1]",
-    "weight_decay": "[0, 10]",
-    "batch_size": "[1, 1048576]",
-    "epochs": "[1, 1000000]",
-    "warmup_epochs": "[0, 1000000]",
-    "label_smoothing": "[0, 1)",
-    "grad_clip": "[0, 1000000]",
-    "ema": "[0, 1)",
-    "mixup": "[0, 1000]",
-    "cutmix": "[0, 1000]",
-    "validation_split": "[0, 1)",
-    "steps_per_execution": "[1, 100000]",
-    "seed": "[0, 2147483647]",
-    "keep_checkpoints": "[1, 100000]",
-    "stall_timeout": "[0, 31536000]",
-    "time_budget": "[0, 31536000]",
-}
+def _field(
+    default: Any,
+    help: str,
+    *,
+    bounds: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    group: str | None = None,
+) -> Any:
+    """One hyperparameter, declared once: its default, its help (also its row in
+    docs/training.md), its range or choices, and the group of arguments it belongs to:
+    "model" (`build_vit`'s) or "recipe" (`sagevit.training.recipe.Recipe`'s)."""
+    metadata = {"help": help, "bounds": bounds, "choices": choices, "group": group}
+    return field(default=default, metadata=metadata)
 
 
 def within(value: float, interval: str) -> bool:
@@ -98,89 +61,148 @@ def within(value: float, interval: str) -> bool:
     return above and below
 
 
-# How --pretrained names a model on the Hugging Face Hub (timm's spelling).
-HUB_PREFIX = "hf-hub:"
-
-# Fields parsed by something other than their type's parser.
-SWITCHES = ("jit_compile",)
-
-
 @dataclass(frozen=True)
 class Hyperparameters:
     preset: str = _field(
         "default",
-        "default (this project's recipe), fast, v1 (the old default), seed (the notebook's),"
-        " cct-7-3x1 (a published recipe for GPUs) or vit-ti16, vit-s16, vit-b16 (fine-tuning)",
+        "default (this project's recipe), fast (a small hybrid for a budget of a minute),"
+        " v1 (the default before the hybrid), seed (the notebook's), cct-7-3x1 (CCT-7/3x1's"
+        " published 300-epoch recipe, for GPUs), or vit-ti16, vit-s16, vit-b16 (the published"
+        " ViTs at 224 with a fine-tuning recipe: docs/finetuning.md)",
+        choices=tuple(PRESETS),
     )
-    # Model
-    image_size: int = _field(32, "input height and width in pixels")
+    # Model: every field marked group="model" is an argument of `build_vit`
+    image_size: int = _field(32, "input height and width in pixels", bounds=ANY_SIZE, group="model")
     patch_size: int = _field(
-        4, "side of each square patch (patch tokenizer); must divide image_size"
+        4,
+        "side of each square patch (patch tokenizer); must divide image_size",
+        bounds=ANY_SIZE,
+        group="model",
     )
-    num_layers: int = _field(2, "number of transformer encoder blocks")
-    d_model: int = _field(256, "token width")
-    num_heads: int = _field(4, "attention heads per block; must divide d_model")
-    mlp_dim: int = _field(512, "hidden width of each block's MLP")
-    dropout: float = _field(0.0, "dropout rate after attention and in the MLP")
-    num_classes: int = _field(10, "number of output classes")
+    num_layers: int = _field(
+        2, "number of transformer encoder blocks", bounds="[1, 256]", group="model"
+    )
+    d_model: int = _field(256, "token width", bounds="[1, 16384]", group="model")
+    num_heads: int = _field(
+        4, "attention heads per block; must divide d_model", bounds="[1, 1024]", group="model"
+    )
+    mlp_dim: int = _field(
+        512, "hidden width of each block's MLP", bounds="[1, 65536]", group="model"
+    )
+    dropout: float = _field(
+        0.0, "dropout rate after attention and in the MLP", bounds=RATE, group="model"
+    )
+    num_classes: int = _field(10, "number of output classes", bounds="[2, 100000]", group="model")
     tokenizer: str = _field(
         "hybrid",
         "patch (strided conv, ViT), conv (3x3 conv stem, CCT) or hybrid (BatchNorm conv stem)",
+        choices=TOKENIZERS,
+        group="model",
     )
     conv_layers: int = _field(
-        3, "conv and hybrid tokenizer stages, each halving the grid (hybrid: doubling the width)"
+        3,
+        "conv and hybrid tokenizer stages, each halving the grid (hybrid: doubling the width)",
+        bounds="[1, 8]",
+        group="model",
     )
-    pooling: str = _field("sequence", "class_token (ViT) or sequence (attention-weighted mean)")
-    norm: str = _field("pre", "pre (LayerNorm before each branch) or post (after, the seed's)")
-    stochastic_depth: float = _field(0.1, "drop rate of the last block's branches (less before)")
+    pooling: str = _field(
+        "sequence",
+        "class_token (ViT) or sequence (attention-weighted mean)",
+        choices=POOLINGS,
+        group="model",
+    )
+    norm: str = _field(
+        "pre",
+        "pre (LayerNorm before each branch) or post (after, the seed's)",
+        choices=NORMS,
+        group="model",
+    )
+    stochastic_depth: float = _field(
+        0.1, "drop rate of the last block's branches (less before)", bounds=RATE, group="model"
+    )
     pixel_scale: str = _field(
         "unit",
         "input scaling: unit (0-1), symmetric (-1 to 1: Google's and timm's ViTs),"
         " imagenet (ImageNet mean and std: DeiT); a pretrained model needs its own",
+        choices=PIXEL_SCALES,
+        group="model",
     )
     # Fine-tuning (docs/finetuning.md): weights come from the `pretrained` channel
     pretrained: str = _field(
         "",
-        "without a pretrained channel, download this hub handle (hf-hub:ORG/NAME; needs internet)",
+        f"without a pretrained channel, download this hub handle ({HUB_PREFIX}ORG/NAME;"
+        " needs internet)",
     )
-    freeze_backbone: bool = _field(False, "train only the new head (linear probe)")
+    freeze_backbone: bool = _field(False, "train only the new head (linear probe)", group="recipe")
     layer_decay: float = _field(
-        1.0, "layer-wise learning-rate decay: block i of L learns at rate x decay^(L-i); 1: off"
+        1.0,
+        "layer-wise learning-rate decay: block i of L learns at rate x decay^(L-i); 1: off",
+        bounds="(0, 1]",
+        group="recipe",
     )
     # Optimisation: AdamW, linear warmup then cosine decay
-    learning_rate: float = _field(2e-3, "AdamW peak learning rate")
-    weight_decay: float = _field(
-        0.05, "AdamW decoupled weight decay (not on norms, biases, embeddings)"
+    learning_rate: float = _field(
+        2e-3, "AdamW peak learning rate", bounds="(0, 10]", group="recipe"
     )
-    batch_size: int = _field(128, "global batch size, summed over all devices")
-    epochs: int = _field(30, "passes over the training data")
-    schedule: str = _field("cosine", "cosine (decay to 0 after warmup) or constant")
-    warmup_epochs: float = _field(1.0, "epochs of linear warmup from 0 to the peak rate")
+    weight_decay: float = _field(
+        0.05,
+        "AdamW decoupled weight decay (not on norms, biases, embeddings)",
+        bounds="[0, 10]",
+        group="recipe",
+    )
+    batch_size: int = _field(
+        128, "global batch size, summed over all devices", bounds="[1, 1048576]"
+    )
+    epochs: int = _field(30, "passes over the training data", bounds=COUNT, group="recipe")
+    schedule: str = _field(
+        "cosine", "cosine (decay to 0 after warmup) or constant", choices=SCHEDULES, group="recipe"
+    )
+    warmup_epochs: float = _field(
+        1.0,
+        "epochs of linear warmup from 0 to the peak rate",
+        bounds="[0, 1000000]",
+        group="recipe",
+    )
     time_budget: float = _field(
         0.0,
         "seconds of training (compilation and validation in, loading and export out) that the"
         " schedule spans; the run ends when they are spent, however many epochs that is"
         " (--epochs then only sets warmup's share: warmup-epochs / epochs); 0: off",
+        bounds="[0, 31536000]",
     )
-    label_smoothing: float = _field(0.1, "weight of the uniform distribution in the targets")
-    grad_clip: float = _field(1.0, "clip gradients to this global norm; 0 turns it off")
+    label_smoothing: float = _field(
+        0.1, "weight of the uniform distribution in the targets", bounds=RATE
+    )
+    grad_clip: float = _field(
+        1.0,
+        "clip gradients to this global norm; 0 turns it off",
+        bounds="[0, 1000000]",
+        group="recipe",
+    )
     ema: float = _field(
         0.0,
         "momentum of an exponential moving average of the weights, which validation and the"
         " exported model use instead of the last step's (e.g. 0.995); 0 turns it off",
+        bounds=RATE,
+        group="recipe",
     )
     # Data
     augment: str = _field(
         "crop_flip",
         "none; crop_flip: 4-pixel pad, random crop, flip; rand_augment: random resized crop,"
         " flip, RandAugment (2 ops, magnitude 9, std 0.5), random erasing 0.25 (timm's)",
+        choices=AUGMENTS,
     )
-    mixup: float = _field(0.0, "mixup Beta(alpha, alpha) parameter; 0 turns it off")
+    mixup: float = _field(0.0, "mixup Beta(alpha, alpha) parameter; 0 turns it off", bounds=MIXING)
     cutmix: float = _field(
-        0.0, "cutmix Beta(alpha, alpha) parameter; 0: off; with mixup, each batch takes one"
+        0.0,
+        "cutmix Beta(alpha, alpha) parameter; 0: off; with mixup, each batch takes one",
+        bounds=MIXING,
     )
     validation_split: float = _field(
-        0.0, "without a validation channel, hold out this fraction of train (fixed seed)"
+        0.0,
+        "without a validation channel, hold out this fraction of train (fixed seed)",
+        bounds=RATE,
     )
     # Serving
     flip_tta: bool = _field(
@@ -190,21 +212,30 @@ class Hyperparameters:
     )
     # Runtime
     steps_per_execution: int = _field(
-        1, "training steps per call into TensorFlow; raise it on GPUs to hide Python overhead"
+        1,
+        "training steps per call into TensorFlow; raise it on GPUs to hide Python overhead",
+        bounds="[1, 100000]",
     )
-    seed: int = _field(42, "random seed for weights, shuffling and augmentation")
-    keep_checkpoints: int = _field(3, "checkpoints kept in the checkpoint folder (newest)")
+    seed: int = _field(
+        42, "random seed for weights, shuffling and augmentation", bounds="[0, 2147483647]"
+    )
+    keep_checkpoints: int = _field(
+        3, "checkpoints kept in the checkpoint folder (newest)", bounds="[1, 100000]"
+    )
     stall_timeout: int = _field(
         1800,
         "fail the job after this many seconds without a finished step (a stuck worker); 0: never",
+        bounds="[0, 31536000]",
     )
     jit_compile: str = _field(
         "auto",
         "XLA-compile the training step: auto (on GPUs; on CPUs with the patch tokenizer), true, false",
+        choices=JIT_SETTINGS,
     )
     mixed_precision: str = _field(
         "auto",
         "auto (bfloat16 on GPUs that have it, float16 on older ones, float32 on CPU), or one",
+        choices=PRECISIONS,
     )
     allow_cpu: bool = _field(
         False,
@@ -216,11 +247,11 @@ class Hyperparameters:
             value = getattr(self, name)
             if not within(value, interval):
                 shown = f"{float(value):g}" if abs(value) > 1e12 else value  # not 300 digits
-                raise ConfigError(f"--{_flag(name)} must be in {interval}, got {shown}")
+                raise ConfigError(f"--{flag(name)} must be in {interval}, got {shown}")
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(
-                    f"--{_flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
+                    f"--{flag(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
                 )
         if self.time_budget and self.schedule == "cosine" and self.warmup_epochs >= self.epochs:
             raise ConfigError(
@@ -233,112 +264,38 @@ class Hyperparameters:
                 " (weights in a folder or on S3 go in the pretrained channel)"
             )
 
+    def group(self, name: str) -> dict[str, Any]:
+        """The fields declared in group `name`, by name: one function's arguments."""
+        return {f.name: getattr(self, f.name) for f in FIELDS if f.metadata["group"] == name}
+
     def model_kwargs(self) -> dict[str, Any]:
-        """The arguments `build_vit` takes."""
-        names = ("image_size", "patch_size", "num_layers", "d_model", "num_heads", "mlp_dim")
-        names += (
-            "num_classes",
-            "dropout",
-            "tokenizer",
-            "conv_layers",
-            "pooling",
-            "stochastic_depth",
-        )
-        names += ("pixel_scale",)
-        return {name: getattr(self, name) for name in names} | {"norm_first": self.norm == "pre"}
+        """The arguments `build_vit` takes: the fields in group "model"."""
+        return self.group("model")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
+FIELDS = dataclasses.fields(Hyperparameters)
+# Derived from the declarations: the string fields' choices, the numeric fields' ranges.
+CHOICES = {f.name: f.metadata["choices"] for f in FIELDS if f.metadata["choices"]}
+BOUNDS = {f.name: f.metadata["bounds"] for f in FIELDS if f.metadata["bounds"]}
 
 
-def parse_bool(text: str) -> bool:
-    """Accept the spellings the SageMaker SDK and toolkit send: True/False, true/false, 1/0."""
-    lowered = str(text).strip().lower()
-    if lowered in ("true", "1"):
-        return True
-    if lowered in ("false", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected True/False/true/false/1/0, got {text!r}")
-
-
-def _parse_int(text: str) -> int:
-    # The toolkit JSON-decodes then re-stringifies, so 64 may arrive as "64.0".
-    number = float(text)
-    if not number.is_integer():
-        raise ValueError(text)
-    return int(number)
-
-
-_parse_int.__name__ = "int"  # argparse names the type in its error messages
-_PARSERS = {int: _parse_int, float: float, bool: parse_bool, str: str}
-
-
-class _RaisingParser(argparse.ArgumentParser):
-    """An ArgumentParser that raises ConfigError instead of exiting the process."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        prefix = "unrecognized arguments: "
-        if message.startswith(prefix):  # name it the way a SageMaker user thinks of it
-            message = f"unknown hyperparameter(s): {message[len(prefix) :]}"
-        raise ConfigError(message)
-
-
-def add_hyperparameter_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one `--kebab-case` / `--snake_case` option per Hyperparameters field."""
-    group = parser.add_argument_group("hyperparameters")
-    types = typing.get_type_hints(Hyperparameters)
-    for f in dataclasses.fields(Hyperparameters):
-        kind = types[f.name]
-        flags = dict.fromkeys([f"--{_flag(f.name)}", f"--{f.name}"])  # dedupe, keep order
-        group.add_argument(
-            *flags,
-            dest=f.name,
-            type=parse_switch if f.name in SWITCHES else _PARSERS[kind],
-            default=f.default,
-            metavar="|".join(CHOICES[f.name]) if f.name in CHOICES else kind.__name__.upper(),
-            help=f"{f.metadata['help']} (default: {f.default})",
+def reference_rows() -> list[str]:
+    """docs/training.md's hyperparameter table, one row per field, from the declarations:
+    flag, default, the seed preset's value, the values it takes, what it does."""
+    rows = []
+    for f in FIELDS:
+        seed = "seed" if f.name == "preset" else PRESETS["seed"].get(f.name, f.default)
+        values = f.metadata["bounds"] or ", ".join(f.metadata["choices"] or ())
+        values = values or ("True, False" if isinstance(f.default, bool) else "text")
+        rows.append(
+            f"| `{flag(f.name)}` | {f.default} | {seed} | {values} | {f.metadata['help']} |"
         )
+    return rows
 
 
-def hyperparameters_from_namespace(args: argparse.Namespace) -> Hyperparameters:
-    names = [f.name for f in dataclasses.fields(Hyperparameters)]
-    return Hyperparameters(**{name: getattr(args, name) for name in names})
-
-
-def make_parser(description: str | None = None) -> argparse.ArgumentParser:
-    """A parser whose errors raise ConfigError naming the offending option."""
-    parser = _RaisingParser(description=description, allow_abbrev=False)
-    add_hyperparameter_arguments(parser)
-    return parser
-
-
-def _attach_dashed_values(argv: Sequence[str]) -> list[str]:
-    """`--key -1e-4` as `--key=-1e-4`: argparse takes a value that starts with "-" (and is
-    not a plain integer or decimal) for another option. Every option here takes one value."""
-    joined: list[str] = []
-    for item in argv:
-        previous = joined[-1] if joined else ""
-        if item.startswith("-") and not item.startswith("--") and previous.startswith("--") and "=" not in previous:  # fmt: skip
-            joined[-1] = f"{previous}={item}"
-        else:
-            joined.append(item)
-    return joined
-
-
-def parse_with_preset(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
-    """Parse `argv`, with the defaults of the preset it names; explicit flags win."""
-    argv = _attach_dashed_values(argv)
-    known, _ = parser.parse_known_args(argv)
-    if known.preset not in PRESETS:
-        raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {known.preset!r}")
-    parser.set_defaults(**PRESETS[known.preset])
-    return parser.parse_args(argv)
-
-
-def parse_hyperparameters(argv: Sequence[str]) -> Hyperparameters:
-    """Parse `--key value` pairs into Hyperparameters; unknown keys raise ConfigError."""
-    return hyperparameters_from_namespace(parse_with_preset(make_parser(), argv))
+def flag(name: str) -> str:
+    """A field's command-line spelling, after the `--`: `batch_size` is `batch-size`."""
+    return name.replace("_", "-")

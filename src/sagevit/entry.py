@@ -20,14 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagevit.config import (
-    Hyperparameters,
-    hyperparameters_from_namespace,
-    make_parser,
-    parse_with_preset,
-)
+from sagevit.config import Hyperparameters
 from sagevit.contract import CHECKPOINT_DIR, MODEL_DIR
 from sagevit.errors import BAD_INPUT, USER_ERRORS, ConfigError, DataError
+from sagevit.flags import hyperparameters_from_namespace, make_parser, parse_with_preset
 from sagevit.job import run
 from sagevit.model.pretrained import HUB_ENDPOINT, download
 from sagevit.platform.signals import StopOnSigterm

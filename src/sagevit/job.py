@@ -1,8 +1,10 @@
-"""Train the ViT on the channels and export it for serving.
+"""The training job, step by step: the place to start reading.
 
-`run()` is the whole job as a sequence of named steps; it takes plain arguments and
-reads no environment. The entry points (`sagevit.entry`, `sagevit.toolkit`) read
-their inputs and call it.
+`run()` is the whole job as a sequence of named steps: devices, the folders it writes,
+the channels, the compute dtype, `train()` (the model, the optimizer, the loop), export.
+It takes plain arguments and reads no environment; the entry points (`sagevit.entry`,
+`sagevit.toolkit`) read their inputs and call it. This module and the entry points are the
+only ones that read `Hyperparameters`: each step below hands the wings the fields they use.
 """
 
 from __future__ import annotations
@@ -20,16 +22,10 @@ import tensorflow as tf
 
 from sagevit.config import Hyperparameters
 from sagevit.contract import TRAIN_FILE, VALIDATION_FILE
-from sagevit.data.channels import (
-    Split,
-    hold_out,
-    load_channel,
-    make_dataset,
-    resolve_class_names,
-    training_batches,
-)
+from sagevit.data.channels import Split, hold_out, load_channel, resolve_class_names
+from sagevit.data.pipeline import Augmentation, evaluation_batches, training_batches
 from sagevit.errors import ConfigError
-from sagevit.model.pretrained import find_weights_file, read_checkpoint
+from sagevit.model.pretrained import Checkpoint, find_weights_file, read_checkpoint
 from sagevit.platform.gpu import Device, log_devices, require_gpus
 from sagevit.platform.machine import given_gpus
 from sagevit.platform.outputs import ensure_writable
@@ -40,7 +36,7 @@ from sagevit.training.checkpoints import CheckpointDir, Progress
 from sagevit.training.distribute import choose_strategy, is_chief, peers_lost
 from sagevit.training.export import export_model
 from sagevit.training.loop import EpochResult, Trainer
-from sagevit.training.recipe import build_model, choose_jit, choose_precision
+from sagevit.training.recipe import Recipe, build_model, choose_jit, choose_precision
 from sagevit.training.reports import TensorBoardLogger, write_reports
 
 log = logging.getLogger(__name__)
@@ -64,28 +60,20 @@ def run(
     dev_dir: str | Path = "/dev",
     pretrained_dir: str | Path | None = None,
 ) -> list[EpochResult]:
-    """Load the channels, train, and export to `model_dir`. Raises ConfigError, DataError,
-    or OutputError (a folder it writes is unwritable: checked before training starts).
+    """Load the channels, train, and export to `model_dir`; with `output_data_dir`, also
+    history.png and metrics.json there, with `tensorboard_dir` per-epoch scalars. Raises
+    ConfigError, DataError, or OutputError (checked before training starts).
 
-    With `output_data_dir`, also write history.png and metrics.json there; with
-    `tensorboard_dir`, per-epoch TensorBoard scalars. With `checkpoint_dir`, resume
-    from its newest readable checkpoint and write one after every epoch; when
-    `should_stop()` turns true, write one and raise TrainingStopped (no export).
-    `tf_config` (the TF_CONFIG JSON) with several workers trains across hosts; then
-    only the chief writes the model, reports and checkpoints. When loading the channels
-    or training makes no progress for `hp.stall_timeout` seconds (from the first file
-    read to export), `on_stall(message)` runs; it has to end the process.
-    GPU device files in `dev_dir` that TensorFlow cannot use raise GpuUnavailable, unless
-    `hp.allow_cpu`. With `pretrained_dir` (the pretrained channel), training starts from
-    the weights file in it, with a new head (`sagevit.model.pretrained`).
+    `tf_config` (the TF_CONFIG JSON) with several workers trains across hosts; then only
+    the chief writes. When loading or training makes no progress for `hp.stall_timeout`
+    seconds, `on_stall(message)` runs; it has to end the process. GPU device files in
+    `dev_dir` that TensorFlow cannot use raise GpuUnavailable, unless `hp.allow_cpu`.
+    With `pretrained_dir` (the pretrained channel), training starts from its weights.
     """
     strategy, gpus = start_devices(hp, tf_config, dev_dir)
-    chief, scratch = is_chief(strategy), None
-    if not chief:  # workers other than the chief write only to scratch space
-        scratch = Path(tempfile.mkdtemp(prefix="sagevit-worker-"))
-        model_dir, output_data_dir, tensorboard_dir = scratch / "model", None, None
-    check_outputs(model_dir, output_data_dir, tensorboard_dir, checkpoint_dir)
-    keras.utils.set_random_seed(hp.seed)
+    outputs = Outputs(model_dir, output_data_dir, tensorboard_dir, checkpoint_dir)
+    outputs = outputs.for_worker(is_chief(strategy))
+    seed_everything(hp.seed)
     # The watchdog fails a job stuck reading a channel (a hung network filesystem), or
     # stuck in a collective: every worker may wait for the others from model building
     # on (variable creation broadcasts initial values).
@@ -93,59 +81,109 @@ def run(
         data = load_data(hp, train_dir, validation_dir, watchdog.beat)
         weights = read_checkpoint(find_weights_file(pretrained_dir)) if pretrained_dir else None
         watchdog.beat()
-        precision, jit_compile = set_compute(hp, gpus)
-        checkpoints = CheckpointDir(checkpoint_dir, hp.keep_checkpoints) if checkpoint_dir else None
-        budget = TimeBudget(hp.time_budget) if hp.time_budget else None
-        model, optimizer, start = build_model(hp, strategy, data.steps_per_epoch, precision, checkpoints, weights, budget)  # fmt: skip
-        start = start or Progress()
-        last_epoch = BUDGET_EPOCH_CAP if budget is not None else hp.epochs
-        log_start(model, data, strategy)
-        if budget is not None:
-            budget.resume(start.elapsed)
-            log_budget(hp, budget)
-        trainer = Trainer(model, optimizer, data.batch_size, strategy, jit_compile=jit_compile,
-                          label_smoothing=hp.label_smoothing, steps_per_execution=hp.steps_per_execution)  # fmt: skip
-        save = None
-        if checkpoints is not None and chief:  # every worker resumes, only the chief writes
-            save = functools.partial(checkpoints.save, model, optimizer)  # (progress) -> None
-        with peers_lost(tf_config):
-            history = trainer.fit(
-                data.training_batches(strategy, start, hp, last_epoch),
-                last_epoch,
-                validation_dataset=data.validation_batches(hp.num_classes),
-                steps_per_epoch=data.steps_per_epoch,
-                progress_bar=progress_bar,
-                on_epoch_end=TensorBoardLogger(tensorboard_dir) if tensorboard_dir else None,
-                start=start,
-                checkpoint=save,
-                should_stop=should_stop,
-                on_call=watchdog.beat,
-                budget=budget,
-            )
+        compute = set_compute(hp, strategy, gpus)
+        try:
+            model, optimizer, history = train(
+                hp, data, compute, outputs, weights, tf_config, watchdog.beat, should_stop, progress_bar
+            )  # fmt: skip
+        finally:  # stopped or done: later models in this process start from float32
+            keras.mixed_precision.set_global_policy("float32")
         watchdog.beat()
-        keras.mixed_precision.set_global_policy("float32")  # later models in this process
         optimizer.finalize_variable_values(model.trainable_variables)  # --ema: the average
-        export_model(model, model_dir, data.class_names, hp.to_dict(), flip_tta=hp.flip_tta)
-    if output_data_dir is not None:
-        write_reports(history, output_data_dir)
-    if scratch is not None:
-        shutil.rmtree(scratch, ignore_errors=True)
+        export_model(model, outputs.model, data.class_names, hp.to_dict(), flip_tta=hp.flip_tta)
+    outputs.finish(history)
     return history
 
 
-def check_outputs(
-    model_dir: str | Path,
-    output_data_dir: str | Path | None,
-    tensorboard_dir: str | Path | None,
-    checkpoint_dir: str | Path | None,
-) -> None:
-    """Fail in the first second, not after training, if a folder the job writes is
-    read-only or otherwise unwritable (OutputError, one sentence for the failure file)."""
-    folders = {"the model": model_dir, "the reports": output_data_dir,
-               "TensorBoard logs": tensorboard_dir, "checkpoints": checkpoint_dir}  # fmt: skip
-    for what, folder in folders.items():
-        if folder is not None:
-            ensure_writable(folder, what)
+def train(
+    hp: Hyperparameters,
+    data: TrainingData,
+    compute: Compute,
+    outputs: Outputs,
+    weights: Checkpoint | None,
+    tf_config: str | None,
+    beat: Callable[[], None],
+    should_stop: Callable[[], bool] | None,
+    progress_bar: bool,
+) -> tuple[keras.Model, keras.optimizers.Optimizer, list[EpochResult]]:
+    """Build (or restore) the model and optimizer and train them: from `weights` if given,
+    from the newest checkpoint in `outputs.checkpoints` if any, within `--time-budget`."""
+    checkpoints = CheckpointDir(outputs.checkpoints, hp.keep_checkpoints) if outputs.checkpoints else None  # fmt: skip
+    budget = TimeBudget(hp.time_budget) if hp.time_budget else None
+    model, optimizer, start = build_model(
+        hp.model_kwargs(), recipe_of(hp), compute.strategy, data.steps_per_epoch,
+        compute.precision, checkpoints, weights, budget,
+    )  # fmt: skip
+    start = start or Progress()
+    last_epoch = BUDGET_EPOCH_CAP if budget is not None else hp.epochs
+    log_start(model, data, compute.strategy)
+    if budget is not None:
+        budget.resume(start.elapsed)
+        log_budget(hp, budget)
+    trainer = Trainer(model, optimizer, data.batch_size, compute.strategy, jit_compile=compute.jit_compile,
+                      label_smoothing=hp.label_smoothing, steps_per_execution=hp.steps_per_execution)  # fmt: skip
+    save = None
+    if checkpoints is not None and outputs.chief:  # every worker resumes, only the chief writes
+        save = functools.partial(checkpoints.save, model, optimizer)  # (progress) -> None
+    augmentation = Augmentation(hp.augment, hp.mixup, hp.cutmix)
+    batches = data.training_batches(compute.strategy, start, last_epoch, hp.num_classes, hp.seed, augmentation)  # fmt: skip
+    with peers_lost(tf_config):
+        history = trainer.fit(
+            batches, last_epoch, data.steps_per_epoch,
+            validation_dataset=data.validation_batches(hp.num_classes), progress_bar=progress_bar,
+            on_epoch_end=TensorBoardLogger(outputs.tensorboard) if outputs.tensorboard else None,
+            start=start, checkpoint=save, should_stop=should_stop, on_call=beat, budget=budget,
+        )  # fmt: skip
+    return model, optimizer, history
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and TensorFlow's random seeds. TensorFlow's global seed, taken
+    modulo 2**31 - 1, is never 0 (for --seed 0 or 2147483647): under it, tracing the data
+    pipeline's shuffle (a tensor seed, from seed and epoch) fails, since TensorFlow's
+    `random_seed.get_seed` then compares a symbolic tensor with 0 in Python."""
+    keras.utils.set_random_seed(seed)
+    if seed % (2**31 - 1) == 0:
+        tf.random.set_seed(2**31 - 2)
+
+
+def recipe_of(hp: Hyperparameters) -> Recipe:
+    """The optimisation fields of `hp` (the fields `sagevit.config` puts in group "recipe")."""
+    return Recipe(**hp.group("recipe"))
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The folders a run writes. A worker other than the chief writes its model to scratch
+    space and no reports: two hosts writing one S3 prefix would race."""
+
+    model: str | Path
+    reports: str | Path | None = None  # history.png, metrics.json
+    tensorboard: str | Path | None = None
+    checkpoints: str | Path | None = None  # every worker reads them; only the chief writes
+    chief: bool = True
+    scratch: Path | None = None  # a non-chief's model folder's parent, removed at the end
+
+    def for_worker(self, chief: bool) -> Outputs:
+        """These outputs for this worker, each checked writable: fail in the first second,
+        not after training (OutputError, one sentence for the failure file)."""
+        outputs = self
+        if not chief:
+            scratch = Path(tempfile.mkdtemp(prefix="sagevit-worker-"))
+            outputs = Outputs(scratch / "model", None, None, self.checkpoints, False, scratch)
+        folders = {"the model": outputs.model, "the reports": outputs.reports,
+                   "TensorBoard logs": outputs.tensorboard, "checkpoints": outputs.checkpoints}  # fmt: skip
+        for what, folder in folders.items():
+            if folder is not None:
+                ensure_writable(folder, what)
+        return outputs
+
+    def finish(self, history: list[EpochResult]) -> None:
+        """Write the reports (the chief); remove the scratch space (the others)."""
+        if self.reports is not None:
+            write_reports(history, self.reports)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def start_devices(
@@ -183,8 +221,10 @@ class TrainingData:
         self,
         strategy: tf.distribute.Strategy,
         start: Progress,
-        hp: Hyperparameters,
         last_epoch: int,
+        num_classes: int,
+        seed: int,
+        augmentation: Augmentation,
     ) -> tf.distribute.DistributedDataset:
         """The batches of every epoch from `start` to `last_epoch`, one pipeline per worker."""
         return strategy.distribute_datasets_from_function(
@@ -195,7 +235,9 @@ class TrainingData:
                 steps_per_epoch=self.steps_per_epoch,
                 epochs=range(start.epoch, last_epoch + 1),
                 skip_steps=start.step,
-                hp=hp,
+                num_classes=num_classes,
+                seed=seed,
+                augmentation=augmentation,
             )
         )
 
@@ -203,9 +245,7 @@ class TrainingData:
         """Every validation example once; every worker evaluates all of them, on its own."""
         if self.validation is None:
             return None
-        return make_dataset(
-            self.validation, self.batch_size, training=False, num_classes=num_classes
-        )
+        return evaluation_batches(self.validation, self.batch_size, num_classes)
 
 
 def load_data(
@@ -230,14 +270,23 @@ def load_data(
     return TrainingData(train, validation, class_names, batch_size)
 
 
-def set_compute(hp: Hyperparameters, gpus: list[Device]) -> tuple[str, bool]:
-    """(compute dtype, whether XLA compiles the step), with Keras's global policy set to match."""
+@dataclass(frozen=True)
+class Compute:
+    """Where and how the steps run."""
+
+    strategy: tf.distribute.Strategy
+    precision: str  # the compute dtype: float32, bfloat16 or float16
+    jit_compile: bool  # whether XLA compiles the training step
+
+
+def set_compute(hp: Hyperparameters, strategy: tf.distribute.Strategy, gpus: list[Device]) -> Compute:  # fmt: skip
+    """The compute dtype and XLA for these GPUs (or none), Keras's global policy set to match."""
     precision = choose_precision(hp.mixed_precision, [gpu.compute_capability for gpu in gpus])
     jit_compile = choose_jit(hp.jit_compile, bool(gpus), hp.tokenizer)
     policy = "float32" if precision == "float32" else f"mixed_{precision}"
     keras.mixed_precision.set_global_policy(policy)
     log.info("compute dtype %s, XLA %s", precision, "on" if jit_compile else "off")
-    return precision, jit_compile
+    return Compute(strategy, precision, jit_compile)
 
 
 def log_start(model: keras.Model, data: TrainingData, strategy: tf.distribute.Strategy) -> None:

@@ -20,10 +20,10 @@ import sys
 
 from sagemaker_training import environment, errors, files, mapping
 
-from sagevit.config import parse_hyperparameters
 from sagevit.contract import CHECKPOINT_DIR
 from sagevit.entry import JobPaths, cluster_config, configure_logging, launch
 from sagevit.errors import USER_ERRORS, DataError
+from sagevit.flags import parse_hyperparameters
 from sagevit.model.pretrained import HUB_ENDPOINT
 from sagevit.platform.watchdog import exit_stalled
 from sagevit.training.loop import TrainingStopped

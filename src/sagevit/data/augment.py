@@ -8,6 +8,7 @@ fixed seed gives the same stream of augmentations.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -115,6 +116,23 @@ def cutmix(
     return images, (1 - pasted) * targets + pasted * tf.gather(targets, partner)
 
 
+def rand_augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """timm's recipe: a random resized crop and flip, RandAugment, random erasing."""
+    crop, operations, erasing = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    images = resized_crop_flip(images, crop)
+    images = rand_augment(tf.clip_by_value(images, 0, 255), operations)
+    return random_erasing(images, erasing)
+
+
+# `--augment NAME`: each name's pixel operations on a (B, H, W, 3) batch, given a (2,) seed.
+# Adding one: its function here, and its name in `sagevit.data.AUGMENTS` (what config takes).
+AUGMENTATIONS: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
+    "none": lambda images, seed: images,
+    "crop_flip": crop_flip,
+    "rand_augment": rand_augment_batch,
+}
+
+
 def augment_batch(
     images: tf.Tensor,
     targets: tf.Tensor,
@@ -127,13 +145,7 @@ def augment_batch(
     cutmix (with both, each batch takes one of them, evenly, as timm's switch does).
     `seed` is (4,): the first two for the pixels, the last two for the mixing."""
     pixels, mixing = seed[:2], seed[2:]
-    if augment == "crop_flip":
-        images = crop_flip(images, pixels)
-    elif augment == "rand_augment":
-        crop, operations, erasing = tf.unstack(tf.random.experimental.stateless_split(pixels, 3))
-        images = resized_crop_flip(images, crop)
-        images = rand_augment(tf.clip_by_value(images, 0, 255), operations)
-        images = random_erasing(images, erasing)
+    images = AUGMENTATIONS[augment](images, pixels)
     if mixup_alpha > 0 and cutmix_alpha > 0:
         choice, mixing = tf.unstack(tf.random.experimental.stateless_split(mixing, 2))
         return tf.cond(

@@ -1,4 +1,5 @@
-"""Read the seed's channel format and turn it into tf.data pipelines.
+"""Read a channel: the seed's npz format, or a folder of images (`sagevit.data.pipeline`
+turns what it holds into batches).
 
 A channel folder holds `training.npz` and/or `testing.npz`, each with
 `image` (N, H, W, 3) uint8 and `label` (N,) or (N, 1) integers, and optionally
@@ -20,9 +21,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from sagevit.config import CHOICES, Hyperparameters
 from sagevit.data import images
-from sagevit.data.augment import augment_batch
 from sagevit.errors import DataError
 from sagevit.platform.npz import NpzError, read_npz
 from sagevit.platform.watchdog import no_beat
@@ -249,92 +248,3 @@ def resolve_class_names(num_classes: int, *splits: Split | None) -> tuple[str, .
     if num_classes == len(CIFAR10_CLASSES):
         return CIFAR10_CLASSES
     return tuple(str(i) for i in range(num_classes))
-
-
-def make_dataset(
-    split: Split,
-    batch_size: int,
-    *,
-    training: bool,
-    num_classes: int,
-    seed: int | tf.Tensor = 0,
-    augment: str = "none",
-    mixup_alpha: float = 0.0,
-    cutmix_alpha: float = 0.0,
-    epoch: int | tf.Tensor | None = None,
-    examples: tf.data.Dataset | None = None,
-) -> tf.data.Dataset:
-    """Batches of (float32 pixels 0-255 (B, H, W, 3), float32 one-hot targets (B, classes)),
-    at the split's `image_size`.
-
-    Training batches are reshuffled every epoch (or, given `epoch`, shuffled in an
-    order fixed by seed and epoch, so a resumed epoch can skip what it had done),
-    drop the last partial batch, so every step has the same shape and the step
-    function is traced once, and are augmented (`augment`, then mixup and/or
-    cutmix: `sagevit.data.augment.augment_batch`). Evaluation batches keep every example and are never
-    augmented. `examples` (default `split.examples()`) may be a shard of them.
-    """
-    if augment not in CHOICES["augment"]:
-        raise ValueError(f"augment must be one of {CHOICES['augment']}, got {augment!r}")
-    if epoch is not None:  # this epoch's order and augmentation, the same in any process
-        seed = tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
-    dataset = split.examples() if examples is None else examples
-    if training:
-        dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=epoch is None)
-    dataset = dataset.batch(batch_size, drop_remainder=training and len(split) >= batch_size)
-    dataset = dataset.map(
-        lambda images, labels: (tf.cast(images, tf.float32), tf.one_hot(labels, num_classes)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    if training and (augment != "none" or mixup_alpha > 0 or cutmix_alpha > 0):
-        if epoch is None:  # fresh seeds on every pass
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
-        else:  # seeds from (seed, epoch, batch number): the same wherever the epoch runs
-            seeds = tf.data.Dataset.counter().map(lambda i: tf.stack([seed, i, seed + 1, i]))
-
-        def augmented(batch: tuple, seed_pair: tf.Tensor) -> tuple:
-            return augment_batch(*batch, seed_pair, augment, mixup_alpha, cutmix_alpha)
-
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            augmented, num_parallel_calls=tf.data.AUTOTUNE
-        )
-    if split.resized:  # after augmenting: cropping small images is cheaper
-        size = (split.image_size, split.image_size)
-        dataset = dataset.map(
-            lambda images, targets: (tf.image.resize(images, size, antialias=True), targets),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def training_batches(
-    split: Split,
-    context: tf.distribute.InputContext,
-    *,
-    global_batch_size: int,
-    steps_per_epoch: int,
-    epochs: range,
-    skip_steps: int = 0,
-    hp: Hyperparameters,
-) -> tf.data.Dataset:
-    """The training batches of one input pipeline (one per worker) for `epochs`, as one
-    stream: this worker's shard of `split`, in per-replica batches, `steps_per_epoch`
-    steps an epoch on every worker (one that ran out first would leave the others
-    waiting in a collective), less the first `skip_steps` steps that a resumed run did.
-    The shape `tf.distribute.Strategy.distribute_datasets_from_function` calls."""
-    examples = split.examples()  # one pipeline (and cache) for every epoch
-    if context.num_input_pipelines > 1:
-        examples = examples.shard(context.num_input_pipelines, context.input_pipeline_id)
-    per_replica = context.get_per_replica_batch_size(global_batch_size)
-    per_step = context.num_replicas_in_sync // context.num_input_pipelines  # batches a step
-
-    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
-        batches = make_dataset(
-            split, per_replica, training=True, num_classes=hp.num_classes, seed=hp.seed,
-            augment=hp.augment, mixup_alpha=hp.mixup, cutmix_alpha=hp.cutmix, epoch=epoch,
-            examples=examples,
-        )  # fmt: skip
-        return batches.take(steps_per_epoch * per_step)
-
-    stream = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
-    return stream.skip(skip_steps * per_step).prefetch(tf.data.AUTOTUNE)

@@ -26,8 +26,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sagevit.config import HUB_PREFIX
 from sagevit.errors import DataError
+from sagevit.model import HUB_PREFIX
 from sagevit.model.conventions import CONVENTIONS, Convention, Rule
 from sagevit.model.vit import BLOCK_PREFIX, count_blocks
 from sagevit.model.weight_files import SUFFIXES, WeightFileError, read_weights

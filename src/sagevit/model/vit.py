@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from sagevit.config import CHOICES
+from sagevit.model import NORMS, PIXEL_SCALES, POOLINGS, TOKENIZERS
 from sagevit.model.dropout import Dropout
 from sagevit.model.layers import (
     ClassToken,
@@ -41,7 +41,7 @@ def build_vit(
     mlp_dim: int,
     num_classes: int,
     dropout: float,
-    norm_first: bool,
+    norm: str,
     tokenizer: str,
     conv_layers: int,
     pooling: str,
@@ -54,6 +54,8 @@ def build_vit(
     No defaults here: `Hyperparameters.model_kwargs()` gives every argument (the
     recipe's values, or a preset's); `sagevit.config` documents each one.
 
+    norm: "pre" (LayerNorm before each branch, as ViTs since) or "post" (after each
+        residual sum, as the original Transformer and the seed notebook).
     tokenizer: "patch" (strided convolution, the original ViT) or "conv" (a small
         convolutional stem, as in Compact Convolutional Transformers, of `conv_layers`
         stages that each halve the grid) or "hybrid" (a BatchNorm conv stem of
@@ -63,9 +65,11 @@ def build_vit(
     pixel_scale: how pixels are scaled first (`scale_pixels`); pretrained weights
         expect the scaling they were trained with.
     """
-    for option, value in (("tokenizer", tokenizer), ("pooling", pooling), ("pixel_scale", pixel_scale)):  # fmt: skip
-        if value not in CHOICES[option]:
-            raise ValueError(f"{option} must be one of {CHOICES[option]}, got {value!r}")
+    options = {"tokenizer": (tokenizer, TOKENIZERS), "pooling": (pooling, POOLINGS),
+               "norm": (norm, NORMS), "pixel_scale": (pixel_scale, PIXEL_SCALES)}  # fmt: skip
+    for option, (value, choices) in options.items():
+        if value not in choices:
+            raise ValueError(f"{option} must be one of {choices}, got {value!r}")
     if tokenizer == "patch" and image_size % patch_size:
         raise ValueError(f"image size {image_size} is not divisible by patch size {patch_size}")
     if d_model % num_heads:
@@ -85,7 +89,7 @@ def build_vit(
     x = Dropout(dropout, name="embedding_dropout")(x)
     for i in range(num_layers):
         rate = stochastic_depth * i / max(num_layers - 1, 1)
-        block = EncoderBlock(num_heads, mlp_dim, dropout, norm_first, rate, name=f"{BLOCK_PREFIX}{i}")  # fmt: skip
+        block = EncoderBlock(num_heads, mlp_dim, dropout, norm == "pre", rate, name=f"{BLOCK_PREFIX}{i}")  # fmt: skip
         x = block(x)
     x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
     if pooling == "class_token":

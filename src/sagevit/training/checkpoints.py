@@ -41,14 +41,31 @@ class CheckpointError(ValueError):
 
 
 @dataclass
+class Sums:
+    """An epoch's running totals (or a validation pass's), that its metrics divide from."""
+
+    loss: float = 0.0  # the per-example losses, summed
+    correct: float = 0.0  # examples whose top class is the target's
+    count: float = 0.0  # examples seen
+
+    def __add__(self, other: Sums) -> Sums:
+        return Sums(self.loss + other.loss, self.correct + other.correct, self.count + other.count)
+
+    def metrics(self) -> dict[str, float]:
+        return {"loss": self.loss / self.count, "accuracy": self.correct / self.count}
+
+
+@dataclass
 class Progress:
     epoch: int = 1  # the epoch in progress, numbered from 1
     step: int = 0  # training steps already done in it
-    sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss, correct, count
+    sums: Sums = field(default_factory=Sums)  # of the steps done in it
     history: list[dict] = field(default_factory=list)  # {"epoch": n, **metrics} per finished epoch
-    elapsed: float = (
-        0.0  # seconds of a time budget spent (`sagevit.training.budget`); 0 without one
-    )
+    elapsed: float = 0.0  # seconds of a time budget spent (`sagevit.training.budget`); 0 without
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sums, dict):  # as a checkpoint's JSON holds it
+            self.sums = Sums(**self.sums)
 
 
 def _variables(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Which devices train, and who writes (each worker's share of the data: `sagevit.data.channels.training_batches`).
+"""Which devices train, and who writes (each worker's share of the data: `sagevit.data.pipeline.training_batches`).
 
 | Setup                                    | Strategy                    |
 |------------------------------------------|-----------------------------|

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from sagevit.platform.watchdog import no_beat
 from sagevit.training.budget import TimeBudget
-from sagevit.training.checkpoints import Progress
+from sagevit.training.checkpoints import Progress, Sums
 from sagevit.training.distribute import all_agree
 from sagevit.training.ema import averaged_weights
 from sagevit.training.epoch_log import format_line
@@ -34,6 +34,14 @@ class EpochResult:
     def log_line(self) -> str:
         """The fixed per-epoch line that SageMaker metric_definitions parse."""
         return format_line(self.epoch, self.metrics)
+
+    def record(self) -> dict:
+        """As a checkpoint's progress keeps it: {"epoch": n, **metrics}."""
+        return {"epoch": self.epoch, **self.metrics}
+
+    @classmethod
+    def from_record(cls, record: dict) -> EpochResult:
+        return cls(record["epoch"], {k: v for k, v in record.items() if k != "epoch"})
 
 
 # Why an epoch ended before its last step.
@@ -77,7 +85,7 @@ class Trainer:
         # collectives, so every worker can evaluate the whole set on its own.
         self._eval_batch = tf.function(self._eval_step, jit_compile=jit_compile)
 
-    def _sums(self, logits: tf.Tensor, targets: tf.Tensor, smoothing: float = 0.0) -> tuple:
+    def _score(self, logits: tf.Tensor, targets: tf.Tensor, smoothing: float = 0.0) -> tuple:
         """Per-example cross-entropy against (smoothed) soft targets, correct count, count."""
         logits = tf.cast(logits, tf.float32)
         classes = tf.cast(tf.shape(targets)[-1], tf.float32)
@@ -90,7 +98,7 @@ class Trainer:
     def _train_step(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
         with tf.GradientTape() as tape:
             logits = self.model(images, training=True)  # (B, C)
-            per_example, correct, count = self._sums(logits, labels, self.label_smoothing)
+            per_example, correct, count = self._score(logits, labels, self.label_smoothing)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
             scaled = self.optimizer.scale_loss(loss)  # loss scaling for float16; else unchanged
         variables = self.model.trainable_variables
@@ -99,7 +107,7 @@ class Trainer:
         return tf.reduce_sum(per_example), correct, count
 
     def _eval_step(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        per_example, correct, count = self._sums(self.model(images, training=False), labels)
+        per_example, correct, count = self._score(self.model(images, training=False), labels)
         return tf.reduce_sum(per_example), correct, count
 
     def _distributed(self, step: Callable, jit_compile: bool) -> Callable:
@@ -148,58 +156,49 @@ class Trainer:
 
     def _run_epoch(
         self,
-        iterator: tf.distribute.DistributedIterator,
-        steps: int | None,
-        progress: keras.utils.Progbar | None = None,
-        state: Progress | None = None,
+        stream: tf.distribute.DistributedIterator,
+        steps: int,
+        state: Progress,
         check: Callable[[], str | None] | None = None,
         on_call: Callable[[], None] = no_beat,
-    ) -> tuple[list[float], int, str | None]:
-        """Train for `steps` steps of the iterator (None: until it runs dry).
+        progress_bar: bool = False,
+    ) -> tuple[Sums, int, str | None]:
+        """Train for the rest of an epoch's `steps` steps of the stream (`state` carries
+        the sums and steps of an epoch resumed part-way).
 
-        Returns ([loss sum, correct, count], steps done, why it ended early or None).
-        `state` carries the sums and steps of an epoch resumed part-way; `on_call()` runs
-        and `check()` (SIGNALLED, BUDGET_SPENT or None) is asked after every call into
-        TensorFlow.
+        Returns (the epoch's sums, steps done, why it ended early or None). `on_call()`
+        runs and `check()` (SIGNALLED, BUDGET_SPENT or None) is asked after every call
+        into TensorFlow.
         """
-        sums = list(state.sums) if state else [0.0, 0.0, 0.0]
-        done_steps = state.step if state else 0
-        while steps is None or done_steps < steps:
-            chunk = self.steps_per_execution
-            if steps is not None:
-                chunk = min(chunk, steps - done_steps)
-            *batch_sums, done = self._train(iterator, tf.constant(chunk))
+        bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "accuracy"]) if progress_bar else None  # fmt: skip
+        sums, done_steps = state.sums, state.step
+        while done_steps < steps:
+            chunk = min(self.steps_per_execution, steps - done_steps)
+            loss, correct, count, done = self._train(stream, tf.constant(chunk))
             done = int(done)
             on_call()
-            sums = [total + float(value) for total, value in zip(sums, batch_sums, strict=True)]
+            sums += Sums(float(loss), float(correct), float(count))
             done_steps += done
-            if progress is not None and done:
-                values = [("loss", sums[0] / sums[2]), ("accuracy", sums[1] / sums[2])]
-                progress.update(done_steps, values, finalize=False)
-            if done < chunk:  # the iterator ran dry
+            if bar is not None and done:
+                bar.update(done_steps, list(sums.metrics().items()), finalize=False)
+            if done < chunk:  # the stream ran dry
                 break
             reason = check() if check is not None else None
             if reason is not None:
                 return sums, done_steps, reason
-        if progress is not None:
-            progress.update(done_steps, finalize=True)  # end the bar's line before the epoch line
-        if sums[2] == 0:
+        if bar is not None:
+            bar.update(done_steps, finalize=True)  # end the bar's line before the epoch line
+        if sums.count == 0:
             raise ValueError("an epoch saw no batches: the dataset is smaller than one batch")
         return sums, done_steps, None
 
-    def _evaluate(
-        self, dataset: tf.data.Dataset, on_call: Callable[[], None] = no_beat
-    ) -> list[float]:
-        """[loss sum, correct, count] over a plain dataset (a fresh iterator a pass)."""
-        sums = [tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)]
+    def _evaluate(self, dataset: tf.data.Dataset, on_call: Callable[[], None] = no_beat) -> Sums:
+        """The sums over a plain dataset (a fresh iterator a pass)."""
+        totals = [tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)]
         for images, labels in dataset:
-            sums = [a + b for a, b in zip(sums, self._eval_batch(images, labels), strict=True)]
+            totals = [a + b for a, b in zip(totals, self._eval_batch(images, labels), strict=True)]
             on_call()
-        return [float(x) for x in sums]
-
-    @staticmethod
-    def _metrics(sums: list[float]) -> dict[str, float]:
-        return {"loss": sums[0] / sums[2], "accuracy": sums[1] / sums[2]}
+        return Sums(*(float(total) for total in totals))
 
     def _checks(
         self, should_stop: Callable[[], bool] | None, budget: TimeBudget | None
@@ -228,17 +227,17 @@ class Trainer:
         """val_loss and val_accuracy; the pass's time is what a budget keeps back for the last."""
         started = budget.elapsed() if budget is not None else 0.0
         with averaged_weights(self.model, self.optimizer):
-            metrics = self._metrics(self._evaluate(dataset, on_call))
+            metrics = self._evaluate(dataset, on_call).metrics()
         if budget is not None:
             budget.reserve = budget.elapsed() - started
         return {f"val_{name}": value for name, value in metrics.items()}
 
     def fit(
         self,
-        train_data: tf.distribute.DistributedDataset | tf.data.Dataset,
+        batches: tf.distribute.DistributedDataset,
         epochs: int,
+        steps_per_epoch: int,
         validation_dataset: tf.data.Dataset | None = None,
-        steps_per_epoch: int | None = None,
         progress_bar: bool = False,
         on_epoch_end: Callable[[EpochResult], None] | None = None,
         start: Progress | None = None,
@@ -249,61 +248,47 @@ class Trainer:
     ) -> list[EpochResult]:
         """Train until `epochs`, logging one `epoch=N ...` line after each.
 
-        With `steps_per_epoch`, `train_data` (distributed) holds the batches of every
-        epoch from `start` on (`sagevit.data.channels.training_batches`) as one stream that is
-        iterated once, `steps_per_epoch` steps an epoch: the pipeline is built once and
-        keeps prefetching across epoch boundaries. Without, `train_data` is a plain
-        dataset, distributed and iterated to its end once an epoch. `start` resumes
-        from a checkpoint's progress.
-        `checkpoint(progress)` is called after every epoch and when `should_stop()`
-        turns true on any worker, after which fit raises TrainingStopped.
-        `on_call()` runs after every call into TensorFlow that trains or evaluates.
-        With `budget`, training ends when it is spent, mid-epoch if need be (that epoch
-        is validated and logged), however many of `epochs` are left.
+        `batches` holds every epoch's batches from `start` on as one stream
+        (`sagevit.data.pipeline.training_batches`), `steps_per_epoch` steps an epoch.
+        `checkpoint(progress)` runs after every epoch, and when `should_stop()` turns
+        true on any worker; fit then raises TrainingStopped. `on_call()` runs after every
+        call into TensorFlow. With `budget`, training ends when it is spent, mid-epoch if
+        need be (that epoch is validated and logged), however many epochs are left.
         """
         state = start or Progress()
-        history = [EpochResult(h["epoch"], {k: v for k, v in h.items() if k != "epoch"}) for h in state.history]  # fmt: skip
-        whole_run = None
-        if steps_per_epoch is not None:  # one stream of every epoch's batches
-            whole_run = iter(train_data)
-        check = self._checks(should_stop, budget)
+        history = [EpochResult.from_record(record) for record in state.history]
+        stream, check = iter(batches), self._checks(should_stop, budget)
         if budget is not None:
             budget.start()  # compiling the first step counts
         for epoch in range(state.epoch, epochs + 1):
             started = time.perf_counter()
-            if whole_run is None:
-                dataset = train_data.skip(state.step)
-                iterator, steps = iter(self.strategy.experimental_distribute_dataset(dataset)), None
-            else:
-                iterator, steps = whole_run, steps_per_epoch
-            progress = None
-            if progress_bar:
-                progress = keras.utils.Progbar(
-                    steps_per_epoch, stateful_metrics=["loss", "accuracy"]
-                )
-            sums, done, ended = self._run_epoch(iterator, steps, progress, state, check, on_call)
-            spent = budget.elapsed() if budget is not None else 0.0
-            if ended == SIGNALLED:
-                state = Progress(epoch, done, sums, state.history, spent)
-                if checkpoint is not None:
-                    checkpoint(state)
-                raise TrainingStopped(epoch, done)
-            metrics = self._metrics(sums)
+            sums, done, ended = self._run_epoch(stream, steps_per_epoch, state, check, on_call, progress_bar)  # fmt: skip
+            if ended == SIGNALLED:  # a checkpoint where it stands, then stop
+                raise _stopped(Progress(epoch, done, sums, state.history, _spent(budget)), checkpoint)  # fmt: skip
+            result = EpochResult(epoch, sums.metrics())
             if validation_dataset is not None:
-                metrics.update(self._validate(validation_dataset, on_call, budget))
-            metrics["seconds"] = time.perf_counter() - started
-            result = EpochResult(epoch, metrics)
+                result.metrics |= self._validate(validation_dataset, on_call, budget)
+            result.metrics["seconds"] = time.perf_counter() - started
             log.info(result.log_line())
             history.append(result)
-            state = Progress(
-                epoch + 1, 0, [0.0, 0.0, 0.0], [*state.history, {"epoch": epoch, **metrics}],
-                budget.elapsed() if budget is not None else 0.0,
-            )  # fmt: skip
+            state = Progress(epoch + 1, history=[*state.history, result.record()], elapsed=_spent(budget))  # fmt: skip
             if checkpoint is not None:
                 checkpoint(state)
             if on_epoch_end is not None:
                 on_epoch_end(result)
             if budget is not None and (ended or check() == BUDGET_SPENT):
-                budget.report(epoch - 1 + done / (steps or done), epoch)
+                budget.report(epoch - 1 + done / steps_per_epoch, epoch)
                 break
         return history
+
+
+def _stopped(progress: Progress, checkpoint: Callable[[Progress], None] | None) -> TrainingStopped:
+    """Write `progress` as a checkpoint (when checkpointing) and say where training stopped."""
+    if checkpoint is not None:
+        checkpoint(progress)
+    return TrainingStopped(progress.epoch, progress.step)
+
+
+def _spent(budget: TimeBudget | None) -> float:
+    """The budget's seconds spent so far, for a checkpoint's progress; 0 without one."""
+    return budget.elapsed() if budget is not None else 0.0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import keras
 import tensorflow as tf
 
-from sagevit.config import Hyperparameters
 from sagevit.errors import ConfigError
 from sagevit.model.layerwise import LayerwiseAdamW, freeze_backbone, layer_scales
 from sagevit.model.pretrained import Checkpoint, check_fits, load_pretrained
@@ -33,37 +35,53 @@ def choose_jit(setting: str, on_gpus: bool, tokenizer: str) -> bool:
     return on_gpus or tokenizer == "patch"
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """The hyperparameters of optimisation (`sagevit.config`'s fields in group "recipe")."""
+
+    learning_rate: float  # AdamW's peak rate
+    weight_decay: float = 0.0  # decoupled, on weight matrices only
+    grad_clip: float = 0.0  # global-norm clipping; 0: off
+    schedule: str = "cosine"  # linear warmup then cosine to 0, or "constant"
+    warmup_epochs: float = 0.0
+    epochs: int = 1  # what the cosine spans (with a time budget: only warmup's share)
+    layer_decay: float = 1.0  # layer-wise learning-rate decay; 1: off
+    ema: float = 0.0  # momentum of the weights' moving average; 0: off
+    freeze_backbone: bool = False  # train only the head
+
+
 def make_schedule(
-    hp: Hyperparameters, steps_per_epoch: int, budget: TimeBudget | None = None
+    recipe: Recipe, steps_per_epoch: int, budget: TimeBudget | None = None
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """Linear warmup from 0 to the peak rate, then cosine decay to 0; or a constant rate.
     With a time `budget`, the warmup and decay span its seconds instead of the epochs."""
-    if hp.schedule == "constant":
-        return hp.learning_rate
+    peak = recipe.learning_rate
+    if recipe.schedule == "constant":
+        return peak
     if budget is not None:
-        return BudgetSchedule(hp.learning_rate, hp.warmup_epochs / hp.epochs, budget.fraction)
-    warmup = int(hp.warmup_epochs * steps_per_epoch)
+        return BudgetSchedule(peak, recipe.warmup_epochs / recipe.epochs, budget.fraction)
+    warmup = int(recipe.warmup_epochs * steps_per_epoch)
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else hp.learning_rate,
-        decay_steps=max(hp.epochs * steps_per_epoch - warmup, 1),
-        warmup_target=hp.learning_rate if warmup else None,
+        initial_learning_rate=0.0 if warmup else peak,
+        decay_steps=max(recipe.epochs * steps_per_epoch - warmup, 1),
+        warmup_target=peak if warmup else None,
         warmup_steps=warmup,
     )
 
 
 def make_optimizer(
-    hp: Hyperparameters, steps_per_epoch: int, model: keras.Model, budget: TimeBudget | None = None
+    recipe: Recipe, steps_per_epoch: int, model: keras.Model, budget: TimeBudget | None = None
 ) -> keras.optimizers.Optimizer:
     """AdamW on the schedule, with gradient clipping by global norm, with `--layer-decay`
     below 1 a learning rate per layer (`LayerwiseAdamW`), and with `--ema` Keras's own
     moving average of the weights, updated after every step
     (`sagevit.training.ema.averaged_weights`)."""
-    settings = {"weight_decay": hp.weight_decay, "global_clipnorm": hp.grad_clip or None}
-    if hp.ema:
-        settings |= {"use_ema": True, "ema_momentum": hp.ema}
-    schedule = make_schedule(hp, steps_per_epoch, budget)
-    if hp.layer_decay < 1.0:
-        scales = layer_scales(model, hp.layer_decay)
+    settings = {"weight_decay": recipe.weight_decay, "global_clipnorm": recipe.grad_clip or None}
+    if recipe.ema:
+        settings |= {"use_ema": True, "ema_momentum": recipe.ema}
+    schedule = make_schedule(recipe, steps_per_epoch, budget)
+    if recipe.layer_decay < 1.0:
+        scales = layer_scales(model, recipe.layer_decay)
         optimizer = LayerwiseAdamW(scales, schedule, **settings)
     else:
         optimizer = keras.optimizers.AdamW(schedule, **settings)
@@ -73,7 +91,8 @@ def make_optimizer(
 
 
 def build_model(
-    hp: Hyperparameters,
+    model_kwargs: dict[str, Any],
+    recipe: Recipe,
     strategy: tf.distribute.Strategy,
     steps_per_epoch: int,
     precision: str,
@@ -81,21 +100,21 @@ def build_model(
     pretrained: Checkpoint | None = None,
     budget: TimeBudget | None = None,
 ) -> tuple[keras.Model, keras.optimizers.Optimizer, Progress | None]:
-    """Model and optimizer in the strategy's scope, started from `pretrained` weights
-    (with a new head) if given, restored from the newest readable checkpoint if there
-    is one, and the progress to resume from (None: a fresh run). With a time `budget`,
-    the schedule spans it."""
+    """`build_vit(**model_kwargs)` and its optimizer in the strategy's scope, started from
+    `pretrained` weights (with a new head) if given, restored from the newest readable
+    checkpoint if there is one, and the progress to resume from (None: a fresh run).
+    With a time `budget`, the schedule spans it."""
     with strategy.scope():
         try:
-            model = build_vit(**hp.model_kwargs())
+            model = build_vit(**model_kwargs)
         except ValueError as error:  # impossible shapes: a configuration problem
             raise ConfigError(str(error)) from None
         if pretrained is not None:
             check_fits(pretrained, model)
             load_pretrained(model, pretrained, replace_head=True)
-        if hp.freeze_backbone:
+        if recipe.freeze_backbone:
             freeze_backbone(model)
-        optimizer = make_optimizer(hp, steps_per_epoch, model, budget)
+        optimizer = make_optimizer(recipe, steps_per_epoch, model, budget)
         if precision == "float16":  # float16 gradients underflow without loss scaling
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)  # its slots, mirrored, before any step

@@ -1,0 +1,129 @@
+"""A channel's examples as tf.data batches: every epoch in an order fixed by (seed, epoch).
+
+Training batches come in one stream per worker (`training_batches`, the shape
+`tf.distribute.Strategy.distribute_datasets_from_function` calls) that spans every epoch
+of the run, so the pipeline is built once and keeps prefetching across epochs, and an
+epoch resumed part-way skips exactly the batches it had done. Validation batches
+(`evaluation_batches`) hold every example once, never augmented.
+
+Batches are (float32 pixels 0-255 (B, H, W, 3), float32 one-hot targets (B, classes)), at
+the split's `image_size`: the model scales pixels itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from sagevit.data.augment import AUGMENTATIONS, augment_batch
+from sagevit.data.channels import Split
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How training batches are augmented (`--augment`, `--mixup`, `--cutmix`)."""
+
+    name: str = "none"  # a key of `sagevit.data.augment.AUGMENTATIONS`
+    mixup: float = 0.0  # Beta(alpha, alpha); 0: off
+    cutmix: float = 0.0  # Beta(alpha, alpha); 0: off; with mixup, each batch takes one
+
+    def __post_init__(self) -> None:
+        if self.name not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {tuple(AUGMENTATIONS)}, got {self.name!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.name != "none" or self.mixup > 0 or self.cutmix > 0
+
+
+def evaluation_batches(split: Split, batch_size: int, num_classes: int) -> tf.data.Dataset:
+    """Every example of `split` once, in order, never augmented (the last batch partial)."""
+    batches = _targets(split.examples().batch(batch_size), num_classes)
+    return _resized(batches, split).prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_batches(
+    split: Split,
+    batch_size: int,
+    *,
+    epoch: int | tf.Tensor,
+    num_classes: int,
+    seed: int,
+    augmentation: Augmentation = Augmentation(),
+    examples: tf.data.Dataset | None = None,
+) -> tf.data.Dataset:
+    """One training epoch: `examples` (default `split.examples()`; a worker's shard of
+    them) shuffled in an order fixed by (seed, epoch), in full batches only (every step
+    has one shape, so the step is traced once), augmented (`augment_batch`) with seeds
+    from (seed, epoch, batch number): the same batches wherever and whenever the epoch runs."""
+    epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
+    dataset = split.examples() if examples is None else examples
+    dataset = dataset.shuffle(len(split), seed=epoch_seed, reshuffle_each_iteration=False)
+    dataset = dataset.batch(batch_size, drop_remainder=len(split) >= batch_size)
+    dataset = _targets(dataset, num_classes)
+    if augmentation.active:
+        seeds = tf.data.Dataset.counter().map(
+            lambda i: tf.stack([epoch_seed, i, epoch_seed + 1, i])  # pixels, mixing
+        )
+
+        def augmented(batch: tuple, seed_pair: tf.Tensor) -> tuple:
+            a = augmentation
+            return augment_batch(*batch, seed_pair, a.name, a.mixup, a.cutmix)
+
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            augmented, num_parallel_calls=tf.data.AUTOTUNE
+        )
+    return _resized(dataset, split).prefetch(tf.data.AUTOTUNE)  # after augmenting: cheaper
+
+
+def training_batches(
+    split: Split,
+    context: tf.distribute.InputContext,
+    *,
+    global_batch_size: int,
+    steps_per_epoch: int,
+    epochs: range,
+    skip_steps: int = 0,
+    num_classes: int,
+    seed: int,
+    augmentation: Augmentation = Augmentation(),
+) -> tf.data.Dataset:
+    """The training batches of one input pipeline (one per worker) for `epochs`, as one
+    stream: this worker's shard of `split`, in per-replica batches, `steps_per_epoch`
+    steps an epoch on every worker (one that ran out first would leave the others
+    waiting in a collective), less the first `skip_steps` steps that a resumed run did."""
+    examples = split.examples()  # one pipeline (and cache) for every epoch
+    if context.num_input_pipelines > 1:
+        examples = examples.shard(context.num_input_pipelines, context.input_pipeline_id)
+    per_replica = context.get_per_replica_batch_size(global_batch_size)
+    per_step = context.num_replicas_in_sync // context.num_input_pipelines  # batches a step
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        batches = epoch_batches(
+            split, per_replica, epoch=epoch, num_classes=num_classes, seed=seed,
+            augmentation=augmentation, examples=examples,
+        )  # fmt: skip
+        return batches.take(steps_per_epoch * per_step)
+
+    stream = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
+    return stream.skip(skip_steps * per_step).prefetch(tf.data.AUTOTUNE)
+
+
+def _targets(batches: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
+    """uint8 images and integer labels -> float32 pixels and one-hot targets."""
+    return batches.map(
+        lambda images, labels: (tf.cast(images, tf.float32), tf.one_hot(labels, num_classes)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def _resized(batches: tf.data.Dataset, split: Split) -> tf.data.Dataset:
+    """Batches at the model's size, for in-memory images of another size (bilinear)."""
+    if not split.resized:
+        return batches
+    size = (split.image_size, split.image_size)
+    return batches.map(
+        lambda images, targets: (tf.image.resize(images, size, antialias=True), targets),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
