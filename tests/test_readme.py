@@ -4,26 +4,21 @@ import dataclasses
 import re
 from pathlib import Path
 
-from sagevit.config import PRESETS, Hyperparameters
+from sagevit.config import Hyperparameters, reference_rows
 
 DOCS = Path(__file__).parents[1] / "docs"
 TRAINING = (DOCS / "training.md").read_text()  # the hyperparameter table
 SERVING = (DOCS / "serving.md").read_text()  # the server settings table
 
 
-def test_hyperparameter_table_lists_every_field_with_its_default_and_seed_value():
-    rows = {
-        name: (default.strip(), seed.strip())
-        for name, default, seed in re.findall(
-            r"^\| `([a-z-]+)` \|([^|]*)\|([^|]*)\|", TRAINING, flags=re.MULTILINE
-        )
-    }
-    for field in dataclasses.fields(Hyperparameters):
-        name = field.name.replace("_", "-")
-        assert name in rows, f"docs/training.md lacks hyperparameter {name}"
-        assert rows[name][0] == str(field.default), f"docs/training.md default of {name}"
-        seed = "seed" if field.name == "preset" else PRESETS["seed"].get(field.name, field.default)
-        assert rows[name][1] == str(seed), f"docs/training.md seed value of {name}"
+def test_hyperparameter_table_is_the_declarations_row_for_row():
+    """Whole rows: flag, default, seed value, values, and the help text itself."""
+    rows = [line for line in TRAINING.splitlines() if re.match(r"^\| `[a-z-]+` \|", line)]
+    expected = reference_rows()
+    assert len(expected) == len(dataclasses.fields(Hyperparameters))
+    missing = [row for row in expected if row not in rows]
+    assert not missing, "docs/training.md rows differ from sagevit.config:\n" + "\n".join(missing)
+    assert rows == expected, "docs/training.md lists the hyperparameters in another order"
 
 
 def test_server_settings_table_lists_every_variable():

@@ -3,7 +3,8 @@
 Each gunicorn worker loads its model (`load_predictor`) before it builds the app
 (`create_app`) and before gunicorn lets it accept a connection (wsgi.py), so every
 request finds a model: `/ping` answers 200 with an empty body. Every error is
-JSON `{"error": "<one sentence>"}` with a 4xx status, and the worker keeps serving.
+JSON `{"error": "<one sentence>"}`: a 4xx for a request the client can fix, a 500 (logged
+with its traceback) for a bug of ours, and the worker keeps serving.
 """
 
 from __future__ import annotations
@@ -110,6 +111,13 @@ def create_app(
         body = render(probabilities, response_type, top_k, model.class_names, layout)
         return Response(body, mimetype=response_type)
 
+    add_error_handlers(app)
+    return app
+
+
+def add_error_handlers(app: Flask) -> None:
+    """Every error as JSON `{"error": "<one sentence>"}`: 400, the HTTP error's own, or 500."""
+
     @app.errorhandler(InvalidInput)
     @app.errorhandler(BadAttributes)
     def invalid_input(error: ValueError) -> tuple[Response, int]:
@@ -123,5 +131,3 @@ def create_app(
     def unexpected(error: Exception) -> tuple[Response, int]:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return jsonify(error="internal server error"), 500
-
-    return app

@@ -4,9 +4,8 @@ The SavedModel's `serving_default` signature is wrapped in one `tf.function` wit
 fixed input spec, XLA-compiled. Every batch is padded up to one of BATCH_BUCKETS
 (larger ones are cut into chunks of the largest bucket), so XLA compiles a
 bounded set of shapes, all at load time: no request ever traces or compiles, and
-Keras' `predict` machinery (about 100 ms per call on a small CPU) is never used.
-On this 2-core machine one image takes about 2 ms this way, 3 ms through the
-plain signature.
+Keras' `predict` machinery (its per-call overhead) is never used. What this saves is
+measured in docs/benchmarks.md (`make bench-serve`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ The image sets `SAGEMAKER_TRAINING_MODULE=sagevit.toolkit:main`, so the toolkit'
 The toolkit has already read /opt/ml/input/config; we take the channels, model
 directory and hyperparameters from its Environment, turn the hyperparameters
 back into `--key value` arguments, parse them exactly as the CLI does, and end
-in `sagevit.job.launch` as the CLI does.
+in `sagevit.entry.launch` as the CLI does.
 
 A bad hyperparameter or bad data is raised as the toolkit's ClientError, which
 it writes verbatim to /opt/ml/output/failure (SageMaker's FailureReason) before

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sagevit.model import BLOCK_PREFIX
+
 Transform = Callable[..., np.ndarray]
 
 
@@ -116,7 +118,7 @@ class Convention:
 
 
 def _timm_block(i: int) -> list[Rule]:
-    at, ours = f"blocks.{i}", f"encoder_block_{i}"
+    at, ours = f"blocks.{i}", f"{BLOCK_PREFIX}{i}"
     return [
         *torch_norm(f"{ours}/attention_norm", f"{at}.norm1"),
         *torch_linear(f"{ours}/attention/qkv", f"{at}.attn.qkv"),
@@ -143,7 +145,7 @@ TIMM = Convention(
 
 
 def _transformers_block(i: int) -> list[Rule]:
-    at, ours = f"encoder.layer.{i}", f"encoder_block_{i}"
+    at, ours = f"encoder.layer.{i}", f"{BLOCK_PREFIX}{i}"
     return [
         *torch_norm(f"{ours}/attention_norm", f"{at}.layernorm_before"),
         *torch_qkv(f"{ours}/attention/qkv", f"{at}.attention.attention"),
@@ -172,7 +174,7 @@ TRANSFORMERS = Convention(
 
 
 def _big_vision_block(i: int) -> list[Rule]:
-    at, ours = f"Transformer/encoderblock_{i}", f"encoder_block_{i}"
+    at, ours = f"Transformer/encoderblock_{i}", f"{BLOCK_PREFIX}{i}"
     attention = f"{at}/MultiHeadDotProductAttention_1"
     return [
         *jax_norm(f"{ours}/attention_norm", f"{at}/LayerNorm_0"),

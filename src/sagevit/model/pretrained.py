@@ -145,7 +145,7 @@ def _architecture(path: Path, convention: Convention, tensors: dict[str, np.ndar
         tensors=tensors,
         d_model=shapes["class_token/token"][-1],
         depth=depth,
-        mlp_dim=shapes["encoder_block_0/mlp_hidden/bias"][0],
+        mlp_dim=shapes[f"{BLOCK_PREFIX}0/mlp_hidden/bias"][0],
         patch_size=patch,
         grid=grid,
         num_heads=convention.heads_of(tensors),

@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from sagevit.model import NORMS, PIXEL_SCALES, POOLINGS, TOKENIZERS
+from sagevit.model import BLOCK_PREFIX, NORMS, PIXEL_SCALES, POOLINGS, TOKENIZERS
 from sagevit.model.dropout import Dropout
 from sagevit.model.layers import (
     ClassToken,
@@ -22,8 +22,6 @@ from sagevit.model.layers import (
     SequencePooling,
 )
 from sagevit.model.stem import ConvStem
-
-BLOCK_PREFIX = "encoder_block_"  # block i is the layer named encoder_block_{i}
 
 
 def count_blocks(model: keras.Model) -> int:
@@ -65,24 +63,11 @@ def build_vit(
     pixel_scale: how pixels are scaled first (`scale_pixels`); pretrained weights
         expect the scaling they were trained with.
     """
-    options = {"tokenizer": (tokenizer, TOKENIZERS), "pooling": (pooling, POOLINGS),
-               "norm": (norm, NORMS), "pixel_scale": (pixel_scale, PIXEL_SCALES)}  # fmt: skip
-    for option, (value, choices) in options.items():
-        if value not in choices:
-            raise ValueError(f"{option} must be one of {choices}, got {value!r}")
-    if tokenizer == "patch" and image_size % patch_size:
-        raise ValueError(f"image size {image_size} is not divisible by patch size {patch_size}")
-    if d_model % num_heads:
-        raise ValueError(f"d_model {d_model} is not divisible by the number of heads {num_heads}")
+    check_options(tokenizer, pooling, norm, pixel_scale, image_size, patch_size, d_model, num_heads)
 
     images = keras.Input((image_size, image_size, 3), name="images")
     x = scale_pixels(pixel_scale)(images)  # 0-255 -> what the weights expect
-    if tokenizer == "patch":
-        x = PatchEmbedding(patch_size, d_model, name="patch_embedding")(x)  # (B, N, D)
-    elif tokenizer == "conv":
-        x = ConvTokenizer(d_model, conv_layers=conv_layers, name="conv_tokenizer")(x)  # (B, N, D)
-    else:
-        x = ConvStem(d_model, stages=conv_layers, name="conv_stem")(x)  # (B, N, D)
+    x = make_tokenizer(tokenizer, patch_size, d_model, conv_layers)(x)  # (B, N, D)
     if pooling == "class_token":
         x = ClassToken(name="class_token")(x)  # (B, N+1, D)
     x = PositionEmbedding(name="position_embedding")(x)
@@ -98,6 +83,31 @@ def build_vit(
         x = SequencePooling(name="sequence_pooling")(x)  # (B, D)
     logits = layers.Dense(num_classes, name="head", dtype="float32")(x)  # (B, num_classes)
     return keras.Model(images, logits, name=name)
+
+
+def check_options(
+    tokenizer: str, pooling: str, norm: str, pixel_scale: str,
+    image_size: int, patch_size: int, d_model: int, num_heads: int,
+) -> None:  # fmt: skip
+    """ValueError naming the value, for a choice that does not exist or shapes that do not fit."""
+    options = {"tokenizer": (tokenizer, TOKENIZERS), "pooling": (pooling, POOLINGS),
+               "norm": (norm, NORMS), "pixel_scale": (pixel_scale, PIXEL_SCALES)}  # fmt: skip
+    for option, (value, choices) in options.items():
+        if value not in choices:
+            raise ValueError(f"{option} must be one of {choices}, got {value!r}")
+    if tokenizer == "patch" and image_size % patch_size:
+        raise ValueError(f"image size {image_size} is not divisible by patch size {patch_size}")
+    if d_model % num_heads:
+        raise ValueError(f"d_model {d_model} is not divisible by the number of heads {num_heads}")
+
+
+def make_tokenizer(tokenizer: str, patch_size: int, d_model: int, conv_layers: int) -> layers.Layer:
+    """(B, H, W, 3) scaled pixels -> (B, N, d_model) tokens, by `tokenizer`'s name."""
+    if tokenizer == "patch":
+        return PatchEmbedding(patch_size, d_model, name="patch_embedding")
+    if tokenizer == "conv":
+        return ConvTokenizer(d_model, conv_layers=conv_layers, name="conv_tokenizer")
+    return ConvStem(d_model, stages=conv_layers, name="conv_stem")
 
 
 # ImageNet's per-channel mean and standard deviation, of pixels scaled to 0-1.
