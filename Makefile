@@ -105,7 +105,7 @@ lint: install ## ruff check, ruff format --check, hadolint on both Dockerfiles, 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint docker/Dockerfile docker/standin.Dockerfile
-	$(VENV)/bin/shellcheck scripts/*.sh docker/*.sh .ci/run
+	$(VENV)/bin/shellcheck scripts/local/*.sh docker/*.sh .ci/run
 
 format: install ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
