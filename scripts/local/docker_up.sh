@@ -27,7 +27,7 @@ DOCKERD_LOG="${DOCKERD_LOG:-/var/log/sagevit-dockerd.log}"
 
 log() { echo "[docker_up] $*" >&2; }
 
-STANDIN_DOCKERFILE="$(dirname "$0")/../docker/standin.Dockerfile"
+STANDIN_DOCKERFILE="$(dirname "$0")/../../docker/standin.Dockerfile"
 
 # The recipe's fingerprint: the root filesystem steps, the Dockerfile, the TF version.
 recipe_hash() {
