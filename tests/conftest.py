@@ -272,20 +272,21 @@ def seed_vit(**overrides: object):
 def training_stream(
     split, batch_size: int, epochs: int, seed: int = 0, start=None, **augmentation: object
 ):
-    """What the job feeds the loop (`sagevit.job.TrainingData.training_batches`): every
+    """What the job feeds the loop (`sagevit.data.training_data.TrainingData`): every
     epoch's batches from `start` (a Progress; default the beginning) to `epochs` as one
     distributed stream, and the steps in an epoch."""
     import tensorflow as tf
 
     from sagevit.data.pipeline import Augmentation
-    from sagevit.job import TrainingData
+    from sagevit.data.training_data import TrainingData, agree_steps
     from sagevit.training.checkpoints import Progress
 
-    data = TrainingData(split, None, (), batch_size)
+    start = start or Progress()
+    data = TrainingData(split, None, (), batch_size, agree_steps(split, batch_size, 1, list))
     batches = data.training_batches(
         tf.distribute.get_strategy(),
-        start or Progress(),
-        epochs,
+        range(start.epoch, epochs + 1),
+        start.step,
         10,
         seed,
         Augmentation(**augmentation),

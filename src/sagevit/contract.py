@@ -24,6 +24,9 @@ KERAS_FILE = "vit.keras"
 TRAIN_FILE = "training.npz"  # what the `train` channel holds
 VALIDATION_FILE = "testing.npz"  # what the `validation` channel holds
 CHANNEL_FILES = {"train": TRAIN_FILE, "validation": VALIDATION_FILE}
+# or record shards (*.tfrecord) and their index (sagevit.data.records, `make data FORMAT=tfrecord`)
+INDEX_FILE = "dataset.json"
+INDEX_CHANNEL_SUFFIX = "_index"  # a ShardedByS3Key channel's index travels as <channel>_index
 
 # Paths in the container, as SageMaker lays them out
 OPT_ML = "/opt/ml"

@@ -16,12 +16,13 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sagevit.config import Hyperparameters
 from sagevit.contract import CHECKPOINT_DIR, MODEL_DIR
+from sagevit.data.channels import InputConfig
 from sagevit.errors import BAD_INPUT, USER_ERRORS, ConfigError, DataError
 from sagevit.flags import hyperparameters_from_namespace, make_parser, parse_with_preset
 from sagevit.job import run
@@ -45,6 +46,7 @@ class JobPaths:
     tensorboard: str | Path | None = None
     checkpoints: str | Path | None = None
     pretrained: str | Path | None = None  # the pretrained channel
+    inputs: InputConfig | None = None  # channels split by host, and their indexes
 
 
 def launch(
@@ -77,6 +79,7 @@ def launch(
             tf_config=tf_config,
             on_stall=on_stall,
             pretrained_dir=pretrained,
+            inputs=paths.inputs,
         )
 
 
@@ -100,6 +103,14 @@ def cluster_config(hosts: Sequence[str], current_host: str, given: str | None = 
         log.info("%d hosts: TF_CONFIG=%s", len(hosts), made)
         return made
     return None
+
+
+def sagemaker_inputs(environ: Mapping[str, str]) -> InputConfig:
+    """The channels' input config from the toolkit's SM_INPUT_DATA_CONFIG and SM_CHANNEL_*
+    variables (none outside SageMaker: every channel FullyReplicated)."""
+    config = json.loads(environ.get("SM_INPUT_DATA_CONFIG") or "{}")
+    channels = {name: environ[f"SM_CHANNEL_{name.upper()}"] for name in config if f"SM_CHANNEL_{name.upper()}" in environ}  # fmt: skip
+    return InputConfig.from_sagemaker(config, channels)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.train is None:
             raise DataError("no train channel: pass --train DIR or set SM_CHANNEL_TRAIN")
         paths = JobPaths(args.train, args.model_dir, args.validation, args.output_data_dir,
-                         args.tensorboard_dir, args.checkpoint_dir, args.pretrained_dir)  # fmt: skip
+                         args.tensorboard_dir, args.checkpoint_dir, args.pretrained_dir,
+                         sagemaker_inputs(os.environ))  # fmt: skip
         hosts = json.loads(os.environ.get("SM_HOSTS", "[]"))
         tf_config_json = cluster_config(hosts, os.environ.get("SM_CURRENT_HOST", ""), os.environ.get("TF_CONFIG"))  # fmt: skip
         hub = os.environ.get("HF_ENDPOINT", HUB_ENDPOINT)  # Hugging Face's own variable

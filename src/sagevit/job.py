@@ -22,8 +22,9 @@ import tensorflow as tf
 
 from sagevit.config import Hyperparameters
 from sagevit.contract import TRAIN_FILE, VALIDATION_FILE
-from sagevit.data.channels import Split, hold_out, load_channel, resolve_class_names
-from sagevit.data.pipeline import Augmentation, evaluation_batches, training_batches
+from sagevit.data.channels import InputConfig, hold_out, load_channel, resolve_class_names
+from sagevit.data.pipeline import Augmentation
+from sagevit.data.training_data import TrainingData, agree_steps
 from sagevit.errors import ConfigError
 from sagevit.model.pretrained import Checkpoint, find_weights_file, read_checkpoint
 from sagevit.platform.gpu import Device, log_devices, require_gpus
@@ -33,7 +34,13 @@ from sagevit.platform.signals import rearm
 from sagevit.platform.watchdog import StallWatchdog, exit_stalled
 from sagevit.training.budget import TimeBudget
 from sagevit.training.checkpoints import CheckpointDir, Progress
-from sagevit.training.distribute import choose_strategy, is_chief, peers_lost
+from sagevit.training.distribute import (
+    choose_strategy,
+    gather_counts,
+    is_chief,
+    peers_lost,
+    worker_count,
+)
 from sagevit.training.export import export_model
 from sagevit.training.loop import EpochResult, Trainer
 from sagevit.training.recipe import Recipe, build_model, choose_jit, choose_precision
@@ -59,6 +66,7 @@ def run(
     on_stall: Callable[[str], None] = exit_stalled,
     dev_dir: str | Path = "/dev",
     pretrained_dir: str | Path | None = None,
+    inputs: InputConfig | None = None,
 ) -> list[EpochResult]:
     """Load the channels, train, and export to `model_dir`; with `output_data_dir`, also
     history.png and metrics.json there, with `tensorboard_dir` per-epoch scalars. Raises
@@ -69,6 +77,8 @@ def run(
     seconds, `on_stall(message)` runs; it has to end the process. GPU device files in
     `dev_dir` that TensorFlow cannot use raise GpuUnavailable, unless `hp.allow_cpu`.
     With `pretrained_dir` (the pretrained channel), training starts from its weights.
+    `inputs` says which channels SageMaker split by host (ShardedByS3Key) and where their
+    indexes are.
     """
     strategy, gpus = start_devices(hp, tf_config, dev_dir)
     outputs = Outputs(model_dir, output_data_dir, tensorboard_dir, checkpoint_dir)
@@ -78,7 +88,7 @@ def run(
     # stuck in a collective: every worker may wait for the others from model building
     # on (variable creation broadcasts initial values).
     with StallWatchdog(hp.stall_timeout, on_stall) as watchdog:
-        data = load_data(hp, train_dir, validation_dir, watchdog.beat)
+        data = load_data(hp, train_dir, validation_dir, watchdog.beat, inputs or InputConfig(), strategy, worker_count(tf_config))  # fmt: skip
         weights = read_checkpoint(find_weights_file(pretrained_dir)) if pretrained_dir else None
         watchdog.beat()
         compute = set_compute(hp, strategy, gpus)
@@ -86,6 +96,8 @@ def run(
             model, optimizer, history = train(
                 hp, data, compute, outputs, weights, tf_config, watchdog.beat, should_stop, progress_bar
             )  # fmt: skip
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+            raise data.damage(watchdog.beat) or error from None
         finally:  # stopped or done: later models in this process start from float32
             keras.mixed_precision.set_global_policy("float32")
         watchdog.beat()
@@ -126,7 +138,8 @@ def train(
     if checkpoints is not None and outputs.chief:  # every worker resumes, only the chief writes
         save = functools.partial(checkpoints.save, model, optimizer)  # (progress) -> None
     augmentation = Augmentation(hp.augment, hp.mixup, hp.cutmix)
-    batches = data.training_batches(compute.strategy, start, last_epoch, hp.num_classes, hp.seed, augmentation)  # fmt: skip
+    epochs = range(start.epoch, last_epoch + 1)
+    batches = data.training_batches(compute.strategy, epochs, start.step, hp.num_classes, hp.seed, augmentation)  # fmt: skip
     with peers_lost(tf_config):
         history = trainer.fit(
             batches, last_epoch, data.steps_per_epoch,
@@ -204,70 +217,30 @@ def start_devices(
     return strategy, gpus
 
 
-@dataclass(frozen=True)
-class TrainingData:
-    """The examples a run trains and validates on, and the batch size they allow."""
-
-    train: Split
-    validation: Split | None
-    class_names: tuple[str, ...]
-    batch_size: int  # global: --batch-size, or every example when there are fewer
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self.train) // self.batch_size
-
-    def training_batches(
-        self,
-        strategy: tf.distribute.Strategy,
-        start: Progress,
-        last_epoch: int,
-        num_classes: int,
-        seed: int,
-        augmentation: Augmentation,
-    ) -> tf.distribute.DistributedDataset:
-        """The batches of every epoch from `start` to `last_epoch`, one pipeline per worker."""
-        return strategy.distribute_datasets_from_function(
-            functools.partial(  # called with each worker's tf.distribute.InputContext
-                training_batches,
-                self.train,
-                global_batch_size=self.batch_size,
-                steps_per_epoch=self.steps_per_epoch,
-                epochs=range(start.epoch, last_epoch + 1),
-                skip_steps=start.step,
-                num_classes=num_classes,
-                seed=seed,
-                augmentation=augmentation,
-            )
-        )
-
-    def validation_batches(self, num_classes: int) -> tf.data.Dataset | None:
-        """Every validation example once; every worker evaluates all of them, on its own."""
-        if self.validation is None:
-            return None
-        return evaluation_batches(self.validation, self.batch_size, num_classes)
-
-
 def load_data(
     hp: Hyperparameters,
     train_dir: str | Path,
     validation_dir: str | Path | None,
     beat: Callable[[], None],
+    inputs: InputConfig,
+    strategy: tf.distribute.Strategy,
+    workers: int,
 ) -> TrainingData:
     """The channels' examples; without a validation channel, `--validation-split` of train.
     `beat()` as reading makes progress."""
     size = (hp.image_size, hp.num_classes)
-    train = load_channel(train_dir, TRAIN_FILE, "train", *size, beat)
+    train = load_channel(train_dir, TRAIN_FILE, "train", *size, beat, inputs)
     validation = None
     if validation_dir is not None:
-        validation = load_channel(validation_dir, VALIDATION_FILE, "validation", *size, beat)
+        validation = load_channel(validation_dir, VALIDATION_FILE, "validation", *size, beat, inputs)  # fmt: skip
     elif hp.validation_split > 0:
         train, validation = hold_out(train, hp.validation_split, hp.seed)
     batch_size = min(hp.batch_size, len(train))
     if batch_size < hp.batch_size:
         log.warning("batch size %d > %d training examples; using %d", hp.batch_size, batch_size, batch_size)  # fmt: skip
     class_names = resolve_class_names(hp.num_classes, train, validation)
-    return TrainingData(train, validation, class_names, batch_size)
+    steps = agree_steps(train, batch_size, workers, functools.partial(gather_counts, strategy))
+    return TrainingData(train, validation, class_names, batch_size, steps)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import sys
 from sagemaker_training import environment, errors, files, mapping
 
 from sagevit.contract import CHECKPOINT_DIR
+from sagevit.data.channels import InputConfig
 from sagevit.entry import JobPaths, cluster_config, configure_logging, launch
 from sagevit.errors import USER_ERRORS, DataError
 from sagevit.flags import parse_hyperparameters
@@ -46,6 +47,7 @@ def main() -> None:
             tensorboard=os.path.join(env.output_dir, "tensorboard"),
             checkpoints=checkpoint_dir(),
             pretrained=channels.get("pretrained"),
+            inputs=InputConfig.from_sagemaker(env.input_data_config, channels),
         )
         hp = parse_hyperparameters(mapping.to_cmd_args(env.hyperparameters))
         tf_config = cluster_config(env.hosts, env.current_host, os.environ.get("TF_CONFIG"))

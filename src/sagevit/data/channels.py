@@ -1,10 +1,13 @@
-"""Read a channel: the seed's npz format, or a folder of images (`sagevit.data.pipeline`
-turns what it holds into batches).
+"""Read a channel: the seed's npz format, a folder of images, or record shards
+(`sagevit.data.pipeline` turns what it holds into batches).
 
-A channel folder holds `training.npz` and/or `testing.npz`, each with
-`image` (N, H, W, 3) uint8 and `label` (N,) or (N, 1) integers, and optionally
-`class_names` (num_classes,) strings. The `train` channel reads `training.npz`,
-the `validation` channel `testing.npz`; a channel with a single .npz uses it.
+A channel folder holds one of:
+- `training.npz` and/or `testing.npz`, each with `image` (N, H, W, 3) uint8 and `label`
+  (N,) or (N, 1) integers, and optionally `class_names` (num_classes,) strings. The `train`
+  channel reads `training.npz`, the `validation` channel `testing.npz`; a channel with a
+  single .npz uses it. Read whole into memory.
+- `<class>/<image>.jpg|png` folders, decoded as they are read.
+- `*.tfrecord` shards and their `dataset.json` index (`sagevit.data.records`), streamed.
 
 Every problem with the data raises DataError with one sentence that says what
 is wrong and where, because that sentence becomes SageMaker's FailureReason.
@@ -15,13 +18,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from sagevit.contract import INDEX_CHANNEL_SUFFIX
 from sagevit.data import images
+from sagevit.data.records import RecordSet, is_record_channel, load_records
 from sagevit.errors import DataError
 from sagevit.platform.npz import NpzError, read_npz
 from sagevit.platform.watchdog import no_beat
@@ -42,17 +47,21 @@ CACHE_LIMIT_BYTES = 4 << 30
 
 @dataclass(frozen=True)
 class Split:
-    """Examples of one channel: in memory (npz) or image files read lazily (folders)."""
+    """Examples of one channel: in memory (npz), image files read lazily (folders), or
+    record shards streamed (records)."""
 
-    images: np.ndarray | None  # (N, H, W, 3) uint8, or None for image files
-    labels: np.ndarray  # (N,) int32
+    images: np.ndarray | None  # (N, H, W, 3) uint8, or None for image files and records
+    labels: np.ndarray | None  # (N,) int32, or None for records
     class_names: tuple[str, ...] | None  # from the data, if it names them
     source: Path
     paths: np.ndarray | None = None  # (N,) image file paths, read by `examples()`
     image_size: int = 32  # the model's: other sizes are resized to it (bilinear)
+    records: RecordSet | None = None  # record shards, read by `examples()`
+    # SageMaker gave each host its own part of the files (ShardedByS3Key): not split again.
+    sharded_by_key: bool = False
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.records) if self.records is not None else len(self.labels)
 
     @property
     def resized(self) -> bool:
@@ -60,14 +69,21 @@ class Split:
         return self.images is not None and self.images.shape[1:3] != (self.image_size,) * 2
 
     def subset(self, indices: np.ndarray) -> Split:
+        if self.records is not None:
+            raise DataError(
+                f"--validation-split cannot hold records out of the record channel {self.source}:"
+                " give a validation channel (make data FORMAT=tfrecord writes one)"
+            )
         images = None if self.images is None else self.images[indices]
         paths = None if self.paths is None else self.paths[indices]
-        return Split(images, self.labels[indices], self.class_names, self.source, paths, self.image_size)  # fmt: skip
+        return replace(self, images=images, labels=self.labels[indices], paths=paths)
 
     def examples(self) -> tf.data.Dataset:
         """(uint8 (H, W, 3), int32) pairs; image files are decoded in parallel, then cached."""
         if self.images is not None:
             return tf.data.Dataset.from_tensor_slices((self.images, self.labels))
+        if self.records is not None:
+            return self.records.examples(self.image_size)
         size = self.image_size
 
         def read(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -223,6 +239,31 @@ def load_image_folder(
     )
 
 
+@dataclass(frozen=True)
+class InputConfig:
+    """What SageMaker's inputdataconfig.json says of the channels that the reader needs."""
+
+    sharded_by_key: frozenset[str] = frozenset()  # channels with ShardedByS3Key
+    index_dirs: dict[str, str] = field(default_factory=dict)  # channel -> its index channel
+
+    @classmethod
+    def from_sagemaker(cls, input_data_config: dict, channel_dirs: dict[str, str]) -> InputConfig:  # fmt: skip
+        """From inputdataconfig.json's contents and the channel folders; DataError for a
+        Pipe-mode channel (a FIFO this reader cannot stream: use File or FastFile)."""
+        for name, config in input_data_config.items():
+            if config.get("TrainingInputMode") == "Pipe":
+                raise DataError(f"the {name} channel is in Pipe mode, which this image does not read: use File or FastFile (make train INPUT_MODE=FastFile)")  # fmt: skip
+        sharded = frozenset(
+            name for name, config in input_data_config.items()
+            if config.get("S3DistributionType") == "ShardedByS3Key"
+        )  # fmt: skip
+        indexes = {
+            name[: -len(INDEX_CHANNEL_SUFFIX)]: path
+            for name, path in channel_dirs.items() if name.endswith(INDEX_CHANNEL_SUFFIX)
+        }  # fmt: skip
+        return cls(sharded, indexes)
+
+
 def load_channel(
     channel_dir: str | Path,
     preferred: str,
@@ -230,14 +271,22 @@ def load_channel(
     image_size: int,
     num_classes: int,
     beat: Callable[[], None] = no_beat,
+    inputs: InputConfig | None = None,
 ) -> Split:
-    """A channel's examples: its npz file, or, if it holds none, its class folders.
-    `beat()` runs as loading makes progress (a watchdog's heartbeat)."""
+    """A channel's examples: its record shards, its npz file, or, if it holds neither,
+    its class folders. `beat()` runs as loading makes progress (a watchdog's heartbeat)."""
     folder = Path(channel_dir)
+    inputs = inputs or InputConfig()
+    sharded = channel in inputs.sharded_by_key
+    if folder.is_dir() and is_record_channel(folder):
+        index_dir = inputs.index_dirs.get(channel)
+        records, index = load_records(folder, channel, num_classes, sharded, index_dir and Path(index_dir))  # fmt: skip
+        return Split(None, None, index.class_names, folder, image_size=image_size, records=records, sharded_by_key=sharded)  # fmt: skip
     if folder.is_dir() and not any(folder.glob("*.npz")) and any(p.is_dir() for p in folder.iterdir()):  # fmt: skip
-        return load_image_folder(folder, image_size, num_classes, beat)
-    path = find_channel_file(channel_dir, preferred, channel)
-    return load_split(path, image_size, num_classes, beat)
+        split = load_image_folder(folder, image_size, num_classes, beat)
+    else:
+        split = load_split(find_channel_file(channel_dir, preferred, channel), image_size, num_classes, beat)  # fmt: skip
+    return replace(split, sharded_by_key=sharded)
 
 
 def resolve_class_names(num_classes: int, *splits: Split | None) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -60,6 +61,27 @@ _TURNS = {
 }
 # PNG colour type -> channels: gray, RGB, palette, gray+alpha, RGBA.
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+@dataclass(frozen=True)
+class Header:
+    """What an image's header declares (`inspect`)."""
+
+    format: str  # one of FORMATS
+    mode: str  # Pillow's mode: "RGB", "L", "CMYK", "P", ...
+    width: int
+    height: int
+    orientation: int  # EXIF, 1 (upright) to 8
+    bits: int  # bits a sample: a PNG's header says (8 or 16 where Pillow says "RGB"); else 8
+
+    @property
+    def plain(self) -> bool:
+        """An upright 8-bit RGB or gray JPEG or PNG: TensorFlow's decoders give the same
+        pixels as `decode` (the JPEG one with dct_method="INTEGER_ACCURATE")."""
+        return (
+            self.format in ("JPEG", "PNG") and self.mode in ("RGB", "L")
+            and self.bits == 8 and self.orientation == 1
+        )  # fmt: skip
 
 
 class ImageError(ValueError):
@@ -151,14 +173,34 @@ def _eight_bit(image: Image.Image) -> Image.Image:
 
 def decode(data: bytes, size: int) -> np.ndarray:
     """(size, size, 3) uint8 RGB pixels of an encoded image, or ImageError."""
+    return _pixels(data, size)
+
+
+def full_size(data: bytes) -> np.ndarray:
+    """(height, width, 3) uint8 RGB pixels at the image's own size, upright: what
+    `decode` resizes (the record writer stores these for the kinds TensorFlow's
+    decoders would read differently: EXIF-turned, CMYK, 16-bit, palette, GIF, BMP)."""
+    return _pixels(data, None)
+
+
+def inspect(data: bytes) -> Header:
+    """The image's header, checked against the limits (ImageError if over); no pixels."""
+    image = _open(data)
+    bits = data[24] if image.format == "PNG" and data[12:16] == b"IHDR" else 8
+    return Header(image.format, image.mode, *image.size, _orientation(image), bits)
+
+
+def _pixels(data: bytes, size: int | None) -> np.ndarray:
+    """RGB pixels, resized to size x size unless size is None."""
     image = _open(data)
     orientation = _orientation(image)
     try:
-        image.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale when enough
+        if size is not None:
+            image.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale when enough
         image = _eight_bit(image)
         if image.mode not in ("L", "RGB"):  # palette, alpha, CMYK, 1-bit: RGB before resizing
             image = image.convert("RGB")
-        if image.size != (size, size):
+        if size is not None and image.size != (size, size):
             # reducing_gap: shrink by whole factors first (cheap box filter), then resample.
             image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
         image = image.convert("RGB")  # gray: after resizing, 3x less to resize

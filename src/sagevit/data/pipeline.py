@@ -12,6 +12,7 @@ the split's `image_size`: the model scales pixels itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -51,15 +52,15 @@ def epoch_batches(
     num_classes: int,
     seed: int,
     augmentation: Augmentation = Augmentation(),
-    examples: tf.data.Dataset | None = None,
+    shuffled: Callable[[tf.Tensor], tf.data.Dataset] | None = None,
 ) -> tf.data.Dataset:
-    """One training epoch: `examples` (default `split.examples()`; a worker's shard of
-    them) shuffled in an order fixed by (seed, epoch), in full batches only (every step
-    has one shape, so the step is traced once), augmented (`augment_batch`) with seeds
-    from (seed, epoch, batch number): the same batches wherever and whenever the epoch runs."""
+    """One training epoch: `shuffled(epoch_seed)` (default: all of `split` in an order
+    fixed by the seed; a worker's share of it, from `worker_examples`), where the seed comes
+    from (seed, epoch), in full batches only (every step has one shape, so the step is
+    traced once), augmented (`augment_batch`) with seeds from (seed, epoch, batch number):
+    the same batches wherever and whenever the epoch runs."""
     epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
-    dataset = split.examples() if examples is None else examples
-    dataset = dataset.shuffle(len(split), seed=epoch_seed, reshuffle_each_iteration=False)
+    dataset = (shuffled or worker_examples(split, 1, 0))(epoch_seed)
     dataset = dataset.batch(batch_size, drop_remainder=len(split) >= batch_size)
     dataset = _targets(dataset, num_classes)
     if augmentation.active:
@@ -77,6 +78,32 @@ def epoch_batches(
     return _resized(dataset, split).prefetch(tf.data.AUTOTUNE)  # after augmenting: cheaper
 
 
+def worker_examples(split: Split, workers: int, worker: int) -> Callable[[tf.Tensor], tf.data.Dataset]:  # fmt: skip
+    """seed -> the examples worker `worker` of `workers` trains on in an epoch, shuffled by
+    the seed. A ShardedByS3Key channel already holds only this host's part: all of it.
+    Otherwise every workers-th example; of records, every workers-th shard (fewer shards
+    than workers: every workers-th record). `share_sizes` counts them."""
+    if split.sharded_by_key:
+        workers, worker = 1, 0
+    if split.records is not None:
+        records = split.records.share(workers, worker)
+        return lambda seed: records.examples(split.image_size, seed)
+    examples = split.examples()  # one pipeline (and cache) for every epoch
+    if workers > 1:
+        examples = examples.shard(workers, worker)
+    return lambda seed: examples.shuffle(len(split), seed=seed, reshuffle_each_iteration=False)
+
+
+def share_sizes(split: Split, workers: int) -> list[int] | None:
+    """How many examples each worker trains on an epoch (`worker_examples`); None for a
+    ShardedByS3Key channel, whose hosts' parts only they know."""
+    if split.sharded_by_key:
+        return None
+    if split.records is not None:
+        return [len(split.records.share(workers, worker)) for worker in range(workers)]
+    return [len(range(worker, len(split), workers)) for worker in range(workers)]
+
+
 def training_batches(
     split: Split,
     context: tf.distribute.InputContext,
@@ -90,19 +117,18 @@ def training_batches(
     augmentation: Augmentation = Augmentation(),
 ) -> tf.data.Dataset:
     """The training batches of one input pipeline (one per worker) for `epochs`, as one
-    stream: this worker's shard of `split`, in per-replica batches, `steps_per_epoch`
-    steps an epoch on every worker (one that ran out first would leave the others
-    waiting in a collective), less the first `skip_steps` steps that a resumed run did."""
-    examples = split.examples()  # one pipeline (and cache) for every epoch
-    if context.num_input_pipelines > 1:
-        examples = examples.shard(context.num_input_pipelines, context.input_pipeline_id)
+    stream: this worker's share of `split` (`worker_examples`), in per-replica batches,
+    `steps_per_epoch` steps an epoch on every worker (one that ran out first would leave
+    the others waiting in a collective), less the first `skip_steps` steps that a resumed
+    run did."""
+    shuffled = worker_examples(split, context.num_input_pipelines, context.input_pipeline_id)
     per_replica = context.get_per_replica_batch_size(global_batch_size)
     per_step = context.num_replicas_in_sync // context.num_input_pipelines  # batches a step
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
         batches = epoch_batches(
             split, per_replica, epoch=epoch, num_classes=num_classes, seed=seed,
-            augmentation=augmentation, examples=examples,
+            augmentation=augmentation, shuffled=shuffled,
         )  # fmt: skip
         return batches.take(steps_per_epoch * per_step)
 

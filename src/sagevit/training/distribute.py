@@ -95,6 +95,22 @@ def all_agree(strategy: tf.distribute.Strategy) -> Callable[[bool, float], tuple
     return agree
 
 
+def gather_counts(strategy: tf.distribute.Strategy, local: int) -> list[int]:
+    """Every replica's `local` count, in replica order, on every worker: one collective
+    (a sum of one-hot vectors, since strategies reduce only by SUM and MEAN)."""
+    replicas = strategy.num_replicas_in_sync
+
+    @tf.function
+    def gathered() -> tf.Tensor:
+        def one_hot() -> tf.Tensor:
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            return tf.one_hot(replica, replicas, dtype=tf.float64) * float(local)
+
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(one_hot), axis=None)
+
+    return [int(count) for count in gathered().numpy()]
+
+
 @contextlib.contextmanager
 def peers_lost(tf_config_json: str | None) -> Iterator[None]:
     """Within it, a collective that fails because a peer is gone raises WorkerLost with

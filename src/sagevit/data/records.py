@@ -1,0 +1,242 @@
+"""Record channels: many images in a few large TFRecord files, streamed by tf.data.
+
+A record channel is a folder (an S3 prefix) that holds
+
+    dataset.json                         the index (INDEX_FILE): class names, records and
+                                         bytes of every shard, image sizes
+    train-00000-of-00004.tfrecord ...    tf.train.Example records, about SHARD_MB each
+
+`make data FORMAT=tfrecord` writes them (`sagevit.data.record_writer`). The trainer
+streams them (`RecordSet.examples`) and never holds them whole: the shards are read in
+parallel and interleaved, and TensorFlow's own decoders turn each image into the model's
+size in C++, outside the GIL. Before the first step only the folder is listed and the
+index is read. No shard is opened, so start-up does not grow with the data.
+
+Each record holds (FEATURES) an encoded image, as a file would hold it, and its label.
+A JPEG is decoded with dct_method="INTEGER_ACCURATE": that gives the same pixels as the
+server's decoder (`sagevit.data.images`), which the default does not (up to 5 levels
+off). Images that need resizing are resized by tf.image.resize (bilinear, antialiased,
+after the same reduced-scale JPEG decode Pillow's draft picks). That is within 2 levels
+of Pillow's resampling, not equal to it (tests/test_records.py).
+
+A damaged record stops the job with one sentence that names the shard and the record
+number (`sagevit.data.record_checks`), never a smaller dataset.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import tensorflow as tf
+
+from sagevit.contract import INDEX_CHANNEL_SUFFIX, INDEX_FILE
+from sagevit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".tfrecord"
+FORMAT = "sagevit.records/1"  # the index's "format": what this reader understands
+FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),  # JPEG or PNG bytes
+    "image/class/label": tf.io.FixedLenFeature([], tf.int64),  # 0 .. classes - 1
+    "image/height": tf.io.FixedLenFeature([], tf.int64),
+    "image/width": tf.io.FixedLenFeature([], tf.int64),
+}
+CYCLE_LENGTH = 8  # shards read at once: parallel reads, and mixing across shards
+SHUFFLE_MB = 256  # decoded images held for shuffling, beyond the shard order's shuffle
+# Pillow's draft: the largest of these JPEG scale denominators that keeps both sides >= size.
+JPEG_RATIOS = (8, 4, 2, 1)
+
+
+@dataclass(frozen=True)
+class Shard:
+    path: str
+    records: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Index:
+    """dataset.json: what a record channel holds, without opening a shard."""
+
+    class_names: tuple[str, ...]
+    shards: tuple[Shard, ...]  # paths relative to the index's folder
+    image_sizes: dict[str, dict[str, float]]  # {"height": {"min", "mean", "max"}, "width": ...}
+
+    @property
+    def records(self) -> int:
+        return sum(shard.records for shard in self.shards)
+
+    def write(self, folder: Path) -> Path:
+        body = {
+            "format": FORMAT,
+            "class_names": list(self.class_names),
+            "records": self.records,
+            "shards": [vars(shard) for shard in self.shards],
+            "image_sizes": self.image_sizes,
+        }
+        path = folder / INDEX_FILE
+        path.write_text(json.dumps(body, indent=1) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> Index:
+        """The index at `path`; DataError naming what is missing or malformed."""
+        try:
+            body = json.loads(path.read_text())
+            if body.get("format") != FORMAT:
+                raise DataError(f"{path} is not a {FORMAT} index (its format is {body.get('format')!r})")  # fmt: skip
+            shards = tuple(Shard(str(s["path"]), int(s["records"]), int(s["bytes"])) for s in body["shards"])  # fmt: skip
+            return cls(tuple(map(str, body["class_names"])), shards, dict(body.get("image_sizes", {})))  # fmt: skip
+        except FileNotFoundError:
+            raise DataError(f"{path} does not exist") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise DataError(f"{path} is not a readable index ({type(error).__name__}: {error})") from None  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RecordSet:
+    """The shards one worker reads, and how to stream their examples."""
+
+    shards: tuple[Shard, ...]  # absolute paths
+    num_classes: int  # labels must be below it
+    every: int = 1  # with fewer shards than workers: keep every `every`-th record,
+    first: int = 0  # from record `first` (see `share`)
+
+    def __len__(self) -> int:
+        return len(range(self.first, sum(shard.records for shard in self.shards), self.every))
+
+    def share(self, workers: int, worker: int) -> RecordSet:
+        """What worker `worker` of `workers` reads: every workers-th shard from its own
+        number; with fewer shards than workers, every workers-th record of all of them."""
+        if len(self.shards) < workers:
+            return replace(self, every=workers, first=worker)
+        return replace(self, shards=self.shards[worker::workers])
+
+    def examples(self, size: int, seed: tf.Tensor | int | None = None) -> tf.data.Dataset:
+        """(uint8 (size, size, 3), int32 label) pairs, the shards read CYCLE_LENGTH at a time
+        and interleaved: in a fixed order without a seed; with one, the shards in an order
+        fixed by it and the records shuffled within a bounded
+        buffer (SHUFFLE_MB of decoded images), so memory stays flat whatever the size."""
+        paths = tf.data.Dataset.from_tensor_slices([shard.path for shard in self.shards])
+        if seed is not None:
+            paths = paths.shuffle(len(self.shards), seed=seed, reshuffle_each_iteration=False)
+        records = paths.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(CYCLE_LENGTH, len(self.shards)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        if self.every > 1:
+            records = records.shard(self.every, self.first)
+        if seed is not None:
+            buffer = max(1, min(len(self), (SHUFFLE_MB << 20) // (size * size * 3)))
+            records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+        return records.map(
+            lambda record: parse(record, size, self.num_classes),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+
+
+def parse(record: tf.Tensor, size: int, num_classes: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """One serialized Example -> (uint8 (size, size, 3) pixels, int32 label)."""
+    example = tf.io.parse_single_example(record, FEATURES)
+    label = tf.cast(example["image/class/label"], tf.int32)
+    tf.debugging.assert_less(label, num_classes, "a record's label is out of range")
+    tf.debugging.assert_non_negative(label, "a record's label is out of range")
+    return decode(example["image/encoded"], size), label
+
+
+def decode(data: tf.Tensor, size: int) -> tf.Tensor:
+    """JPEG or PNG bytes -> uint8 (size, size, 3): the server decoder's pixels where no
+    resize is needed, within 2 levels of them where one is."""
+
+    def jpeg() -> tf.Tensor:
+        height, width = tf.unstack(tf.io.extract_jpeg_shape(data)[:2])
+        scale = tf.minimum(width // size, height // size)
+        branch = tf.reduce_sum(tf.cast(scale < tf.constant(JPEG_RATIOS, tf.int32), tf.int32))
+        decoders = [functools.partial(_decode_jpeg, data, ratio) for ratio in JPEG_RATIOS]
+        return tf.switch_case(tf.minimum(branch, len(JPEG_RATIOS) - 1), decoders)
+
+    image = tf.cond(tf.io.is_jpeg(data), jpeg, lambda: tf.io.decode_png(data, channels=3))
+    image.set_shape((None, None, 3))
+
+    def resized() -> tf.Tensor:
+        pixels = tf.image.resize(image, (size, size), antialias=True)
+        return tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
+
+    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+    return tf.ensure_shape(tf.cond(same, lambda: image, resized), (size, size, 3))
+
+
+def _decode_jpeg(data: tf.Tensor, ratio: int) -> tf.Tensor:
+    return tf.io.decode_jpeg(data, channels=3, ratio=ratio, dct_method="INTEGER_ACCURATE")
+
+
+def is_record_channel(folder: Path) -> bool:
+    """Whether a channel folder holds record shards or an index (listing it, opening nothing)."""
+    return any(path.suffix == SUFFIX or path.name == INDEX_FILE for path in folder.iterdir())
+
+
+def load_records(
+    folder: Path,
+    channel: str,
+    num_classes: int,
+    sharded_by_key: bool = False,
+    index_dir: Path | None = None,
+) -> tuple[RecordSet, Index]:
+    """The channel's shards, checked against its index without opening one: every shard
+    the index names is here (or, on a ShardedByS3Key channel, the part SageMaker gave this
+    host), at its indexed size (a shorter one was cut off), none is empty, none is extra.
+
+    The index is the channel's own dataset.json, else `index_dir`'s: ShardedByS3Key
+    gives each file under a prefix to one host, so the index travels as a channel of its
+    own, `<channel>_index` (INDEX_CHANNEL_SUFFIX; what `make train DISTRIBUTION=sharded` sets up)."""
+    index_path = folder / INDEX_FILE
+    if not index_path.is_file() and index_dir is not None:
+        index_path = Path(index_dir) / INDEX_FILE
+    if not index_path.is_file():
+        raise DataError(
+            f"the {channel} channel {folder} holds {SUFFIX} shards but no {INDEX_FILE} index"
+            f" (make data FORMAT=tfrecord writes one; a ShardedByS3Key channel takes it from"
+            f" the {channel}{INDEX_CHANNEL_SUFFIX} channel)"
+        )
+    index = Index.read(index_path)
+    if len(index.class_names) != num_classes:
+        raise DataError(f"{index_path} names {len(index.class_names)} classes but --num-classes is {num_classes}")  # fmt: skip
+    indexed = {shard.path: shard for shard in index.shards}
+    present = sorted(path.name for path in folder.iterdir() if path.suffix == SUFFIX)
+    extra = [name for name in present if name not in indexed]
+    if extra:
+        raise DataError(f"{folder / extra[0]} is not in {index_path} (a shard of another dataset?)")  # fmt: skip
+    missing = [name for name in indexed if name not in present]
+    if missing and not sharded_by_key:
+        raise DataError(f"{index_path} lists {missing[0]} but the {channel} channel has no such shard ({len(missing)} missing)")  # fmt: skip
+    if not present:
+        raise DataError(
+            f"the {channel} channel {folder} got none of the {len(indexed)} shards on this host"
+            " (ShardedByS3Key needs at least as many shards as hosts)"
+        )
+    shards = [_checked(folder / name, indexed[name]) for name in present]
+    log.info("%s channel: %s records in %d shard(s) of %d", channel, f"{sum(s.records for s in shards):,}", len(shards), len(index.shards))  # fmt: skip
+    return RecordSet(tuple(shards), num_classes), index
+
+
+def _checked(path: Path, shard: Shard) -> Shard:
+    """The shard at `path`, if a stat agrees with its index entry."""
+    if not path.is_file():  # stat only: opening a FIFO would block
+        raise DataError(f"{path} is not a regular file (a folder, FIFO or device?)")
+    size = path.stat().st_size
+    if shard.records == 0 or size == 0:
+        raise DataError(f"{path} is an empty shard (the index says {shard.records} records)")
+    if size != shard.bytes:
+        cut = (
+            "truncated (an interrupted copy?)" if size < shard.bytes else "not the shard it indexes"
+        )
+        raise DataError(f"{path} is {size:,} bytes but the index says {shard.bytes:,}: {cut}")
+    return Shard(str(path), shard.records, shard.bytes)
