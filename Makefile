@@ -161,16 +161,18 @@ push: install ## Push IMAGE to ECR REPOSITORY:TAG, creating the repository (REGI
 	$(PY) -m scripts.sagemaker.push --image $(IMAGE) --repository $(REPOSITORY) --tag $(TAG) \
 		$(if $(REGISTRY),--registry $(REGISTRY)) $(if $(AWS_REGION),--region $(AWS_REGION))
 
-data: install ## Prepare CIFAR-10 (DATA= for an archive/folder) into DATA_DIR and upload it to S3
-	$(PY) -m scripts.prepare_data --source $(or $(DATA),cifar10) --out $(DATA_DIR) --upload $(AWS_ARGS)
+data: install ## Prepare CIFAR-10 (DATA= for an archive/folder/npz; FORMAT=tfrecord SHARD_MB= for record shards) into DATA_DIR and upload it to S3
+	$(PY) -m scripts.prepare_data --source $(or $(DATA),cifar10) --out $(DATA_DIR) --upload $(AWS_ARGS) \
+		$(if $(FORMAT),--format $(FORMAT)) $(if $(SHARD_MB),--shard-mb $(SHARD_MB))
 
-train: $(SDK_VENV) ## Launch a SageMaker training job (ROLE=, EPOCHS=, TIME_BUDGET=, HYPERPARAMETERS=, PRETRAINED=, SPOT=1, WAIT=1, SDK=3)
+train: $(SDK_VENV) ## Launch a SageMaker training job (ROLE=, EPOCHS=, TIME_BUDGET=, HYPERPARAMETERS=, PRETRAINED=, SPOT=1, WAIT=1, SDK=3, INPUT_MODE=FastFile, DISTRIBUTION=sharded)
 	$(SDK_PY) -m scripts.sagemaker.launch --sdk $(SDK) $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \
 		--instance-type $(TRAIN_INSTANCE_TYPE) --instance-count $(TRAIN_INSTANCE_COUNT) \
 		$(if $(IMAGE_URI),--image-uri $(IMAGE_URI)) $(if $(ROLE),--role $(ROLE)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(foreach pair,$(HYPERPARAMETERS),--hyperparameter $(pair)) \
 		$(if $(TIME_BUDGET),--hyperparameter time-budget=$(TIME_BUDGET)) \
-		$(if $(PRETRAINED),--pretrained $(PRETRAINED)) $(if $(SPOT),--spot) $(if $(WAIT),--wait)
+		$(if $(PRETRAINED),--pretrained $(PRETRAINED)) $(if $(SPOT),--spot) $(if $(WAIT),--wait) \
+		$(if $(INPUT_MODE),--input-mode $(INPUT_MODE)) $(if $(DISTRIBUTION),--distribution $(DISTRIBUTION))
 
 tune: $(SDK_VENV) ## Launch a hyperparameter tuning job maximising val_accuracy (RANGES=, MAX_JOBS=, PARALLEL_JOBS=, WARM_START=, HYPERPARAMETERS=, WAIT=1, SDK=3)
 	$(SDK_PY) -m scripts.sagemaker.tune --sdk $(SDK) $(AWS_ARGS) --repository $(REPOSITORY) --tag $(TAG) \

@@ -1,16 +1,22 @@
-"""Prepare training data in the seed's channel format: training.npz + testing.npz.
+"""Prepare training data: the seed's channel format (training.npz + testing.npz), or
+record channels (train/ and validation/, each TFRecord shards and a dataset.json index).
 
-    python scripts/prepare_data.py --source cifar10 --out data/cifar10      # download (connected machine)
-    python scripts/prepare_data.py --source PATH.tar.gz --out data/cifar10  # train/<class>/*.jpg archive
-    python scripts/prepare_data.py --source PATH/ --out data/mine           # <class>/*.jpg|png folder
-    python scripts/prepare_data.py --source synthetic --out data/shapes     # generated, offline
+    python -m scripts.prepare_data --source cifar10 --out data/cifar10      # download (connected machine)
+    python -m scripts.prepare_data --source PATH.tar.gz --out data/cifar10  # train/<class>/*.jpg archive
+    python -m scripts.prepare_data --source PATH/ --out data/mine           # <class>/*.jpg|png folder
+    python -m scripts.prepare_data --source PATH.npz --out data/mine        # the seed's npz
+    python -m scripts.prepare_data --source synthetic --out data/shapes     # generated, offline
+    python -m scripts.prepare_data --source PATH/ --out data/mine --format tfrecord [--shard-mb 128]
 
-For an archive or folder, testing.npz is a validation split carved from the
-images (the last --validation-size after a fixed-seed shuffle), not a test set.
+For an archive, a folder or an npz file, the validation split is carved from the images
+(the last --validation-size after a fixed-seed shuffle), not a test set. The npz format
+decodes every image to --image-size; records keep the encoded images as they are (they
+are decoded, at the model's size, while training), written in the shuffled order.
 
 With --upload, the files go to S3 where `make train` looks for its channels:
-s3://BUCKET/sagevit/data/train/training.npz and .../validation/testing.npz
-(BUCKET: --bucket, or SageMaker's default bucket for the account and region).
+s3://BUCKET/sagevit/data/train/ and .../validation/ (training.npz and testing.npz, or the
+shards and their index), BUCKET: --bucket, or SageMaker's default bucket for the account
+and region.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import sys
 import tarfile
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -27,6 +34,9 @@ from sagevit.contract import CHANNEL_FILES, TRAIN_FILE, VALIDATION_FILE
 from sagevit.data.channels import IMAGE_SUFFIXES, held_out_indices
 from sagevit.data.images import ImageError
 from sagevit.data.images import decode as decode_image
+from sagevit.data.record_writer import SHARD_MB, png, write_channel
+from sagevit.errors import DataError
+from sagevit.platform.npz import read_npz
 from scripts.local.synthetic_shapes import make_shapes, write_npz
 from scripts.sagemaker.aws import (
     DATA_PREFIX,
@@ -39,12 +49,15 @@ from scripts.sagemaker.aws import (
 log = logging.getLogger("prepare_data")
 
 
+def _image_paths(folder: Path) -> list[Path]:
+    return [path for path in sorted(folder.rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES]
+
+
 def _labelled_files(source: Path) -> Iterator[tuple[Path, bytes]]:
     """(path, encoded bytes) for each image in a tar archive or a folder tree."""
     if source.is_dir():
-        for path in sorted(source.rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                yield path, path.read_bytes()
+        for path in _image_paths(source):
+            yield path, path.read_bytes()
         return
     with tarfile.open(source) as archive:
         for member in archive:
@@ -86,6 +99,30 @@ def load_cifar10() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.
     return (x_train, y_train[:, 0]), (x_test, y_test[:, 0])
 
 
+def in_memory(source: str, image_size: int, validation_size: int, count: int, seed: int):
+    """((train images, labels), (validation images, labels), class names) of a source
+    that is decoded whole: cifar10, synthetic, an npz file, or an image folder/archive."""
+    from sagevit.data.channels import CIFAR10_CLASSES, load_split
+
+    if source == "synthetic":
+        images, labels, classes = make_shapes(count, image_size, seed)
+        return (*split(images, labels, min(validation_size, count // 5), seed), classes)
+    if source == "cifar10":
+        return (*load_cifar10(), CIFAR10_CLASSES)
+    if source.endswith(".npz"):
+        arrays = read_npz(Path(source))
+        if "class_names" in arrays:
+            classes = tuple(str(name) for name in arrays["class_names"].reshape(-1))
+        else:  # numbered: as many classes as the largest label needs (one if unreadable)
+            labels = arrays.get("label")
+            top = int(labels.max()) if labels is not None and labels.size and labels.dtype.kind in "iu" else 0  # fmt: skip
+            classes = tuple(str(n) for n in range(top + 1))
+        checked = load_split(source, image_size, len(classes))  # the channel reader's checks
+        return (*split(checked.images, checked.labels, validation_size, seed), classes)
+    images, labels, classes = read_image_tree(Path(source), image_size)
+    return (*split(images, labels, validation_size, seed), classes)
+
+
 def prepare(
     source: str,
     out: Path,
@@ -95,21 +132,74 @@ def prepare(
     seed: int = 0,
 ) -> Path:
     """Write out/training.npz and out/testing.npz from `source`; return `out`."""
-    from sagevit.data.channels import CIFAR10_CLASSES
-
     out.mkdir(parents=True, exist_ok=True)
-    if source == "synthetic":
-        images, labels, classes = make_shapes(count, image_size, seed)
-        train, test = split(images, labels, min(validation_size, count // 5), seed)
-    elif source == "cifar10":
-        train, test = load_cifar10()
-        classes = CIFAR10_CLASSES
-    else:
-        images, labels, classes = read_image_tree(Path(source), image_size)
-        train, test = split(images, labels, validation_size, seed)
+    train, test, classes = in_memory(source, image_size, validation_size, count, seed)
     write_npz(str(out / TRAIN_FILE), *train, classes)
     write_npz(str(out / VALIDATION_FILE), *test, classes)
     log.info("wrote %d training and %d testing examples to %s", len(train[1]), len(test[1]), out)
+    return out
+
+
+def prepare_records(
+    source: str,
+    out: Path,
+    image_size: int = 32,
+    validation_size: int = 5000,
+    count: int = 12000,
+    seed: int = 0,
+    shard_mb: float = SHARD_MB,
+) -> Path:
+    """Write out/train/ and out/validation/ as record channels from `source`; return `out`.
+    A folder or an archive (unpacked to a scratch folder first) keeps its encoded files;
+    in-memory sources (cifar10, synthetic, npz) are stored as PNG."""
+    if source in ("cifar10", "synthetic") or source.endswith(".npz"):
+        train, test, classes = in_memory(source, image_size, validation_size, count, seed)
+        channels = {"train": list(_encoded(*train)), "validation": list(_encoded(*test))}
+        sizes = {name: (len(items), sum(len(item[1]) for item in items)) for name, items in channels.items()}  # fmt: skip
+        return _write_records(channels, out, classes, shard_mb, sizes)
+    with tempfile.TemporaryDirectory(prefix="sagevit-unpacked-") as scratch:
+        folder = Path(source)
+        if not folder.is_dir():
+            folder = _unpacked(folder, Path(scratch))
+        paths = _image_paths(folder)
+        if not paths:
+            raise SystemExit(f"no .jpg/.png images found in {source}")
+        classes = tuple(sorted({path.parent.name for path in paths}))
+        kept, held = held_out_indices(len(paths), validation_size, seed)
+
+        def files(indices: np.ndarray) -> Iterator[tuple[str, bytes, int]]:
+            for i in indices:  # the shuffled order: the reader mixes only within a buffer
+                path = paths[i]
+                yield str(path.relative_to(folder)), path.read_bytes(), classes.index(path.parent.name)  # fmt: skip
+
+        def sizes(indices: np.ndarray) -> tuple[int, int]:  # a stat each, no read
+            return len(indices), sum(paths[i].stat().st_size for i in indices)
+
+        channels = {"train": files(kept), "validation": files(held)}
+        expected = {"train": sizes(kept), "validation": sizes(held)}
+        return _write_records(channels, out, classes, shard_mb, expected)
+
+
+def _encoded(images: np.ndarray, labels: np.ndarray) -> Iterator[tuple[str, bytes, int]]:
+    for number, (image, label) in enumerate(zip(images, labels, strict=True)):
+        yield f"image {number}", png(image), int(label)
+
+
+def _unpacked(archive: Path, scratch: Path) -> Path:
+    """The archive's images, unpacked under `scratch` (records are written in a shuffled
+    order, which a compressed archive cannot be read in)."""
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES]
+        tar.extractall(scratch, members=members, filter="data")
+    return scratch
+
+
+def _write_records(
+    channels: dict, out: Path, classes: Sequence[str], shard_mb: float, expected: dict
+) -> Path:
+    """Each channel's items as record shards of equal counts (`expected`: count, bytes)."""
+    for channel, items in channels.items():
+        write_channel(items, out / channel, channel, classes, shard_mb, expected[channel])
     return out
 
 
@@ -123,21 +213,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--validation-size", type=int, default=5000, help="held-out examples")
     parser.add_argument("--count", type=int, default=12000, help="examples, for synthetic")
     parser.add_argument("--seed", type=int, default=0, help="shuffle and generation seed")
+    parser.add_argument("--format", choices=("npz", "tfrecord"), default="npz", help="the channels' format")  # fmt: skip
+    parser.add_argument("--shard-mb", type=float, default=SHARD_MB, help="records: about this many MB a shard")  # fmt: skip
     parser.add_argument("--upload", action="store_true", help="upload the channels to S3")
     add_session_arguments(parser)
     args = parser.parse_args(argv)
-    prepare(args.source, args.out, args.image_size, args.validation_size, args.count, args.seed)
+    common = (args.source, args.out, args.image_size, args.validation_size, args.count, args.seed)
+    try:
+        if args.format == "tfrecord":
+            prepare_records(*common, shard_mb=args.shard_mb)
+        else:
+            prepare(*common)
+    except DataError as error:
+        raise SystemExit(str(error)) from None
     if args.upload:
         upload_channels(args.out, args.region, args.bucket)
     return 0
 
 
 def upload_channels(folder: Path, region: str | None, bucket: str | None) -> str:
-    """Upload training.npz and testing.npz as the train and validation channels."""
+    """Upload the channels under s3://BUCKET/sagevit/data/: training.npz and testing.npz as
+    train and validation, or the record channels' folders (each under one prefix, which
+    ShardedByS3Key can split among hosts)."""
     session = sagemaker_session(region, bucket)
     prefix = f"s3://{session.default_bucket()}/{DATA_PREFIX}"
     for channel, name in CHANNEL_FILES.items():
-        upload(session.boto_session, folder / name, f"{prefix}/{channel}/{name}")
+        files = sorted((folder / channel).iterdir()) if (folder / channel).is_dir() else [folder / name]  # fmt: skip
+        for path in files:
+            upload(session.boto_session, path, f"{prefix}/{channel}/{path.name}")
     print(f"channels uploaded under {prefix}/")
     return prefix
 

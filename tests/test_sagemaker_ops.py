@@ -169,6 +169,56 @@ def test_data_upload_lands_in_s3(aws_env, aws, tmp_path):
         np.testing.assert_array_equal(back["image"], local["image"])
 
 
+@pytest.mark.parametrize("sdk", ["2", "3"])
+def test_record_channels_upload_under_one_prefix_and_train_sharded_over_fastfile(
+    moto, aws_env, aws, tmp_path, sdk
+):
+    """`make data FORMAT=tfrecord` puts each channel's shards and index under its prefix;
+    `make train DISTRIBUTION=sharded INPUT_MODE=FastFile` splits the train shards among
+    hosts (ShardedByS3Key) and sends the index to every host as train_index."""
+    out = tmp_path / "records"
+    make(aws_env, tmp_path, "data", "DATA=synthetic", "FORMAT=tfrecord", "SHARD_MB=0.05",
+         f"DATA_DIR={out}", f"BUCKET={BUCKET}")  # fmt: skip
+    s3 = aws("s3")
+    uploaded = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="sagevit/data/")["Contents"]}  # fmt: skip
+    local = {f"sagevit/data/{p.parent.name}/{p.name}" for p in out.glob("*/*")}
+    try:
+        assert local <= uploaded and len([k for k in local if k.endswith(".tfrecord")]) > 2
+        recorder(moto[0], "start-recording")
+        stdout = make(aws_env, tmp_path, "train", f"ROLE={ROLE}", f"BUCKET={BUCKET}", f"IMAGE_URI={IMAGE_URI}",
+                      "TRAIN_INSTANCE_COUNT=2", "DISTRIBUTION=sharded", "INPUT_MODE=FastFile", f"SDK={sdk}")  # fmt: skip
+        recorder(moto[0], "stop-recording")
+        job = re.search(r"training job: (\S+)", stdout).group(1)
+        (request,) = [r for r in sent(moto[1], "CreateTrainingJob") if r["TrainingJobName"] == job]
+        assert request["AlgorithmSpecification"]["TrainingInputMode"] == "FastFile"
+        sources = {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in request["InputDataConfig"]}  # fmt: skip
+        prefix = f"s3://{BUCKET}/sagevit/data"
+        assert {
+            name: (s["S3Uri"], s.get("S3DataDistributionType")) for name, s in sources.items()
+        } == {
+            "train": (f"{prefix}/train/", "ShardedByS3Key"),
+            "train_index": (f"{prefix}/train/dataset.json", "FullyReplicated"),
+            "validation": (f"{prefix}/validation/", "FullyReplicated"),
+        }
+    finally:
+        for key in local:
+            s3.delete_object(Bucket=BUCKET, Key=key)
+
+
+def test_train_refuses_pipe_mode_before_calling_aws(aws_env, tmp_path):
+    nowhere = {**aws_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    result = run_make("train", f"ROLE={ROLE}", "INPUT_MODE=Pipe", guard_log=tmp_path / "g", env=nowhere)  # fmt: skip
+    assert result.returncode != 0
+    assert "--input-mode Pipe is refused: the trainer reads channel files" in result.stderr
+
+
+def test_sharding_a_channel_without_an_index_is_refused(moto, aws_env, tmp_path):
+    result = run_make("train", f"ROLE={ROLE}", f"BUCKET={BUCKET}", f"IMAGE_URI={IMAGE_URI}",
+                      "DISTRIBUTION=sharded", guard_log=tmp_path / "g", env=aws_env)  # fmt: skip
+    assert result.returncode != 0
+    assert f"--distribution sharded needs a record channel: s3://{BUCKET}/sagevit/data/train/ holds no dataset.json" in result.stderr  # fmt: skip
+
+
 def test_train_sends_our_metric_definitions(launched, moto):
     (request,) = [
         r for r in sent(moto[1], "CreateTrainingJob") if r["TrainingJobName"] == launched[0]

@@ -43,6 +43,12 @@ class JobSpec:
     max_wait: int | None = None  # spot: seconds of waiting plus training (default 2 x max_run)
     checkpoint_s3_uri: str | None = None  # synced with /opt/ml/checkpoints
     tags: dict[str, str] = field(default_factory=dict)  # besides project=sagevit
+    input_mode: str = "File"  # or FastFile: S3 read lazily, as the trainer reads (never Pipe)
+    sharded: frozenset[str] = frozenset()  # channels SageMaker splits by host (ShardedByS3Key)
+
+    def distribution(self, channel: str) -> str:
+        """The channel's S3DataDistributionType."""
+        return "ShardedByS3Key" if channel in self.sharded else "FullyReplicated"
 
 
 def script_parser(doc: str | None) -> argparse.ArgumentParser:

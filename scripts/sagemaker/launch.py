@@ -6,6 +6,9 @@
 Channels: train = s3://BUCKET/sagevit/data/train/ and validation =
 s3://BUCKET/sagevit/data/validation/ (what `make data` uploads), unless given;
 --pretrained s3://... adds the pretrained channel (docs/finetuning.md).
+--input-mode FastFile reads S3 lazily as the trainer reads; --distribution sharded gives
+each host its own part of a record channel's shards (ShardedByS3Key), with the index as
+the train_index channel (docs/training.md, "Large datasets").
 Hyperparameters go to the job exactly as written (the SDK sends every value as a
 string); they are parsed here first, with the trainer's own parser, so a typo
 fails now instead of after an instance has started. Prints the job name and its
@@ -20,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sagevit.contract import CHECKPOINT_DIR, TENSORBOARD_DIR
+from sagevit.contract import CHECKPOINT_DIR, INDEX_CHANNEL_SUFFIX, INDEX_FILE, TENSORBOARD_DIR
 from sagevit.errors import ConfigError
 from sagevit.flags import parse_hyperparameters
 from sagevit.training.epoch_log import metric_definitions
@@ -39,6 +42,11 @@ from scripts.sagemaker.aws import (
 )
 
 log = logging.getLogger("launch")
+
+PIPE_REFUSED = (
+    "--input-mode Pipe is refused: the trainer reads channel files (File, or FastFile for"
+    " lazy S3 reads of record shards), not the FIFO Pipe mode streams"
+)
 
 
 def job_hyperparameters(pairs: dict[str, str], epochs: int | None) -> dict[str, str]:
@@ -62,6 +70,7 @@ def build_estimator(job: JobSpec, sm_session: Any) -> Any:
         instance_count=job.instance_count,
         instance_type=job.instance_type,
         hyperparameters=job.hyperparameters,
+        input_mode=job.input_mode,
         metric_definitions=metric_definitions(),
         output_path=output_path,
         base_job_name=PROJECT,
@@ -101,8 +110,24 @@ def job_channels(
     return channels
 
 
+def sharded_channels(channels: dict[str, str], s3: Any) -> dict[str, str]:
+    """`channels` with the train channel's index as its own channel (train_index, every
+    host gets it); SystemExit if the train prefix holds no index: only record shards can
+    be split among hosts by file (`make data FORMAT=tfrecord`)."""
+    train = channels["train"].rstrip("/") + "/"
+    bucket, _, key = train.removeprefix("s3://").partition("/")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{key}{INDEX_FILE}", MaxKeys=1)
+    if not listed.get("KeyCount"):
+        raise SystemExit(
+            f"--distribution sharded needs a record channel: {train} holds no {INDEX_FILE}"
+            " (make data FORMAT=tfrecord writes one)"
+        )
+    return {**channels, f"train{INDEX_CHANNEL_SUFFIX}": f"{train}{INDEX_FILE}"}
+
+
 def start_with_sdk2(job: JobSpec, sm_session: Any, channels: dict[str, str], wait: bool) -> str:
     """`Estimator.fit` (SDK v2); with spot, checkpoints default to .../checkpoints/JOB."""
+    from sagemaker.inputs import TrainingInput
     from sagemaker.utils import name_from_base
 
     job_name = name_from_base(PROJECT)
@@ -110,7 +135,11 @@ def start_with_sdk2(job: JobSpec, sm_session: Any, channels: dict[str, str], wai
         bucket = sm_session.default_bucket()
         job = replace(job, checkpoint_s3_uri=f"s3://{bucket}/{PROJECT}/checkpoints/{job_name}")
     estimator = build_estimator(job, sm_session)
-    estimator.fit(channels, job_name=job_name, wait=wait, logs="All" if wait else "None")
+    inputs = {
+        name: TrainingInput(uri, distribution=job.distribution(name), input_mode=job.input_mode)
+        for name, uri in channels.items()
+    }
+    estimator.fit(inputs, job_name=job_name, wait=wait, logs="All" if wait else "None")
     return job_name
 
 
@@ -120,7 +149,7 @@ def start_with_sdk3(job: JobSpec, sm_session: Any, channels: dict[str, str], wai
     from scripts.sagemaker import sdk3
 
     trainer = sdk3.model_trainer(job, sm_session, checkpoints=job.spot or bool(job.checkpoint_s3_uri))  # fmt: skip
-    return sdk3.train(trainer, channels, wait)
+    return sdk3.train(trainer, channels, wait, job)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,8 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--tag-resource", action="append", metavar="KEY=VALUE", help="job tags")
     parser.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
+    parser.add_argument("--input-mode", default="File", choices=("File", "FastFile", "Pipe"), help="how channels reach the container (Pipe is refused)")  # fmt: skip
+    parser.add_argument("--distribution", default="replicated", choices=("replicated", "sharded"), help="sharded: each host gets part of the train shards")  # fmt: skip
     add_sdk_argument(parser, "Estimator", "ModelTrainer")
     args = parser.parse_args(argv)
+    if args.input_mode == "Pipe":
+        raise SystemExit(PIPE_REFUSED)
 
     try:
         hyperparameters = job_hyperparameters(
@@ -174,8 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_wait=args.max_wait,
         checkpoint_s3_uri=args.checkpoint_s3_uri,
         tags=parse_pairs(args.tag_resource, "--tag-resource"),
+        input_mode=args.input_mode,
+        sharded=frozenset({"train"} if args.distribution == "sharded" else ()),
     )
     channels = job_channels(session.default_bucket(), args.train, args.validation, args.pretrained)
+    if job.sharded:
+        channels = sharded_channels(channels, session.boto_session.client("s3"))
     log.info("launching a job with %s on %s (SDK v%s)", image_uri, args.instance_type, args.sdk)
     start = start_with_sdk3 if args.sdk == "3" else start_with_sdk2
     job_name = start(job, session, channels, args.wait)

@@ -72,6 +72,7 @@ def model_trainer(job: JobSpec, sm_session: Any, checkpoints: bool = False) -> A
         output_data_config=OutputDataConfig(s3_output_path=output_path),
         # Strings stay strings under v3's serializer (anything else it JSON-encodes).
         hyperparameters=job.hyperparameters,
+        training_input_mode=job.input_mode,
         checkpoint_config=(
             CheckpointConfig(s3_uri=job.checkpoint_s3_uri, local_path=CHECKPOINT_DIR)
             if checkpoints or job.checkpoint_s3_uri
@@ -86,11 +87,16 @@ def model_trainer(job: JobSpec, sm_session: Any, checkpoints: bool = False) -> A
     return trainer.with_metric_definitions(definitions).with_tensorboard_output_config(tensorboard)
 
 
-def train(trainer: Any, channels: dict[str, str], wait: bool) -> str:
-    """Start the job on `channels` (name -> S3 prefix); return its name."""
-    from sagemaker.core.training.configs import InputData
+def train(trainer: Any, channels: dict[str, str], wait: bool, job: JobSpec | None = None) -> str:
+    """Start the job on `channels` (name -> S3 prefix), each distributed as `job` says;
+    return its name."""
+    from sagemaker.core.training.configs import InputData, S3DataSource
 
-    inputs = [InputData(channel_name=name, data_source=uri) for name, uri in channels.items()]
+    def source(name: str, uri: str) -> S3DataSource:
+        distribution = job.distribution(name) if job else "FullyReplicated"
+        return S3DataSource(s3_data_type="S3Prefix", s3_uri=uri, s3_data_distribution_type=distribution)  # fmt: skip
+
+    inputs = [InputData(channel_name=name, data_source=source(name, uri)) for name, uri in channels.items()]  # fmt: skip
     trainer.train(input_data_config=inputs, wait=wait, logs=wait)
     return trainer._latest_training_job.training_job_name  # v3 keeps no public handle on it
 

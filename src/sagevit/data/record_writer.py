@@ -38,13 +38,24 @@ def write_channel(
     name: str,
     class_names: Sequence[str],
     shard_mb: float = SHARD_MB,
+    expected: tuple[int, int] | None = None,
 ) -> Index:
     """Write `items` as folder/name-00000-of-0000N.tfrecord shards of about `shard_mb`
-    each, and folder/dataset.json; DataError naming the first bad item."""
+    each, and folder/dataset.json; DataError naming the first bad item.
+
+    With `expected` (the items' count and encoded bytes, known beforehand), the shards
+    hold equal counts (one apart), so that hosts given equal numbers of shards get equal
+    shares (`sagevit.data.training_data`); else each shard is cut at `shard_mb`."""
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(f"{name}-*{SUFFIX}*"):  # an earlier write's: not this dataset
         stale.unlink()
-    shards = _ShardFiles(folder, name, int(shard_mb * 2**20))
+    limit = int(shard_mb * 2**20)
+    counts = None
+    if expected is not None:
+        count, total = expected
+        shard_count = max(1, min(count, round(total / limit)))
+        counts = [len(range(i, count, shard_count)) for i in range(shard_count)]
+    shards = _ShardFiles(folder, name, limit, counts)
     heights, widths = [], []
     for where, data, label in items:
         if not 0 <= label < len(class_names):
@@ -97,11 +108,12 @@ def example(encoded: bytes, label: int, height: int, width: int) -> bytes:
 
 
 class _ShardFiles:
-    """Records into numbered `.part` files of about `limit` bytes; `close()` names them
-    name-00000-of-0000N.tfrecord once N is known."""
+    """Records into numbered `.part` files of about `limit` bytes (or of `counts[i]`
+    records); `close()` names them name-00000-of-0000N.tfrecord once N is known."""
 
-    def __init__(self, folder: Path, name: str, limit: int) -> None:
+    def __init__(self, folder: Path, name: str, limit: int, counts: list[int] | None) -> None:
         self.folder, self.name, self.limit = folder, name, limit
+        self.counts = counts  # records each shard holds, or None: cut at `limit` bytes
         self.parts: list[tuple[Path, int]] = []  # (path, records) of each closed part
         self.writer: tf.io.TFRecordWriter | None = None
         self.records = self.bytes = 0
@@ -112,7 +124,7 @@ class _ShardFiles:
         self.writer.write(record)
         self.records += 1
         self.bytes += len(record) + 16  # a record's framing: length, and two checksums
-        if self.bytes >= self.limit:
+        if self._full():
             self._finish_part()
 
     def close(self) -> tuple[Shard, ...]:
@@ -125,6 +137,12 @@ class _ShardFiles:
             part.replace(final)
             shards.append(Shard(final.name, records, final.stat().st_size))
         return tuple(shards)
+
+    def _full(self) -> bool:
+        if self.counts is None:
+            return self.bytes >= self.limit
+        # More items than expected go to the last shard: never lost, only unbalanced.
+        return len(self.parts) < len(self.counts) - 1 and self.records == self.counts[len(self.parts)]  # fmt: skip
 
     def _part(self, number: int) -> Path:
         return self.folder / f"{self.name}-{number:05d}{SUFFIX}.part"
