@@ -43,7 +43,7 @@ PEAK = "import atexit, resource, runpy, sys; atexit.register(lambda: print('PEAK
 
 def peak_training_memory(channel: Path, tmp_path: Path) -> int:
     """Peak RSS in bytes of `sagevit-train` streaming `channel` for a 15-second budget."""
-    flags = tiny_flags(**{"image-size": 128, "patch-size": 16, "time-budget": 15, "num-classes": 2})  # fmt: skip
+    flags = tiny_flags(**{"image-size": 128, "patch-size": 16, "time-budget": 15, "epochs": 10, "num-classes": 2})  # fmt: skip
     command = [sys.executable, "-c", PEAK, "--train", str(channel), "--model-dir", str(tmp_path / f"model-{channel.name}"), *flags]  # fmt: skip
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=HANG_LIMIT_S)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
