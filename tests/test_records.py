@@ -82,6 +82,23 @@ def test_records_give_the_server_decoders_pixels(tmp_path):
             assert difference <= tolerance, (name, size, difference)
 
 
+def test_a_channel_of_one_format_at_the_models_size_decodes_without_branches(tmp_path):
+    """The index's formats and sizes pick the decoding graph (Stored): all JPEGs at 32x32
+    decode with decode_jpeg alone, and still give the server's pixels exactly."""
+    from sagevit.data.records import Stored
+
+    folder, index = records_channel(tmp_path / "train", count=12, shard_mb=1, fmt="JPEG")  # one shard
+    assert index.formats == {"JPEG": 12}
+    split = load(folder)
+    assert split.records.stored == Stored(frozenset({"JPEG"}), (SIZE, SIZE), (SIZE, SIZE))
+    import tensorflow as tf
+
+    encoded = [tf.train.Example.FromString(r).features.feature["image/encoded"].bytes_list.value[0]
+               for shard in index.shards for r in _records(folder / shard.path)]  # fmt: skip
+    for data, (pixels, _) in zip(encoded, split.examples(), strict=True):
+        np.testing.assert_array_equal(pixels.numpy(), server_pixels(data, "image/jpeg"))
+
+
 def _decoded(data: bytes, size: int) -> np.ndarray:
     from sagevit.data import images
 

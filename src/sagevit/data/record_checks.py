@@ -26,24 +26,25 @@ def find_damage(records: RecordSet, size: int, beat: Callable[[], None] = no_bea
     or None if every record reads, decodes and has a label in range."""
     log.info("looking for the damaged record in %d shard(s)", len(records.shards))
     for shard in records.shards:
-        one = RecordSet((shard,), records.num_classes)
+        one = RecordSet((shard,), records.num_classes, records.stored)
         try:
             count = int(one.examples(size).reduce(0, lambda count, _: count + 1))
         except tf.errors.OpError:
-            return _first_damaged(shard, size, records.num_classes)
+            return _first_damaged(shard, size, records)
         if count != shard.records:
             return f"{shard.path} holds {count:,} records but the index says {shard.records:,}"
         beat()
     return None
 
 
-def _first_damaged(shard: Shard, size: int, num_classes: int) -> str | None:
+def _first_damaged(shard: Shard, size: int, records: RecordSet) -> str | None:
     """The shard's first bad record, found by reading one record at a time."""
-    records = iter(tf.data.TFRecordDataset(shard.path))
+    num_classes = records.num_classes
+    reader = iter(tf.data.TFRecordDataset(shard.path))
     number = 0
     while True:
         try:
-            record = next(records)
+            record = next(reader)
         except StopIteration:
             return None
         except tf.errors.OpError:
@@ -56,7 +57,7 @@ def _first_damaged(shard: Shard, size: int, num_classes: int) -> str | None:
         if not 0 <= label < num_classes:
             return f"shard {shard.path}: record {number} has label {label}, outside [0, {num_classes}) for --num-classes {num_classes}"  # fmt: skip
         try:
-            decode(example["image/encoded"], size)
+            decode(example["image/encoded"], size, records.stored)
         except tf.errors.OpError:
             return f"shard {shard.path}: record {number} holds an image that cannot be decoded (not an intact JPEG or PNG)"  # fmt: skip
         number += 1

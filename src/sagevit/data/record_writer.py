@@ -13,6 +13,7 @@ know none of these conversions, read the same image.
 
 from __future__ import annotations
 
+import collections
 import io
 import logging
 from collections.abc import Iterable, Sequence
@@ -56,7 +57,7 @@ def write_channel(
         shard_count = max(1, min(count, round(total / limit)))
         counts = [len(range(i, count, shard_count)) for i in range(shard_count)]
     shards = _ShardFiles(folder, name, limit, counts)
-    heights, widths = [], []
+    heights, widths, formats = [], [], collections.Counter()
     for where, data, label in items:
         if not 0 <= label < len(class_names):
             raise DataError(f"{where}: label {label} is outside [0, {len(class_names)})")
@@ -64,9 +65,11 @@ def write_channel(
         shards.write(example(stored, label, height, width))
         heights.append(height)
         widths.append(width)
+        formats["JPEG" if stored[:2] == b"\xff\xd8" else "PNG"] += 1
     if not heights:
         raise DataError(f"no images to write to {folder}")
-    index = Index(tuple(class_names), shards.close(), {"height": _summary(heights), "width": _summary(widths)})  # fmt: skip
+    sizes = {"height": _summary(heights), "width": _summary(widths)}
+    index = Index(tuple(class_names), shards.close(), sizes, dict(formats))
     index.write(folder)
     log.info("wrote %s records in %d shard(s) to %s", f"{index.records:,}", len(index.shards), folder)  # fmt: skip
     return index

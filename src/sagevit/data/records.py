@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import tensorflow as tf
@@ -47,7 +47,11 @@ FEATURES = {
     "image/width": tf.io.FixedLenFeature([], tf.int64),
 }
 CYCLE_LENGTH = 8  # shards read at once: parallel reads, and mixing across shards
-SHUFFLE_MB = 256  # decoded images held for shuffling, beyond the shard order's shuffle
+# Records held for shuffling, beyond the shard order's shuffle: at most this many, and at
+# most this many MB of decoded images, so that memory and the time to the first batch stay
+# flat whatever the size of the channel (`make data` writes records in a shuffled order).
+SHUFFLE_RECORDS = 10_000
+SHUFFLE_MB = 256
 # Pillow's draft: the largest of these JPEG scale denominators that keeps both sides >= size.
 JPEG_RATIOS = (8, 4, 2, 1)
 
@@ -66,6 +70,7 @@ class Index:
     class_names: tuple[str, ...]
     shards: tuple[Shard, ...]  # paths relative to the index's folder
     image_sizes: dict[str, dict[str, float]]  # {"height": {"min", "mean", "max"}, "width": ...}
+    formats: dict[str, int] = field(default_factory=dict)  # {"JPEG": records, "PNG": records}
 
     @property
     def records(self) -> int:
@@ -78,6 +83,7 @@ class Index:
             "records": self.records,
             "shards": [vars(shard) for shard in self.shards],
             "image_sizes": self.image_sizes,
+            "formats": self.formats,
         }
         path = folder / INDEX_FILE
         path.write_text(json.dumps(body, indent=1) + "\n")
@@ -91,11 +97,31 @@ class Index:
             if body.get("format") != FORMAT:
                 raise DataError(f"{path} is not a {FORMAT} index (its format is {body.get('format')!r})")  # fmt: skip
             shards = tuple(Shard(str(s["path"]), int(s["records"]), int(s["bytes"])) for s in body["shards"])  # fmt: skip
-            return cls(tuple(map(str, body["class_names"])), shards, dict(body.get("image_sizes", {})))  # fmt: skip
+            sizes, formats = dict(body.get("image_sizes", {})), dict(body.get("formats", {}))
+            return cls(tuple(map(str, body["class_names"])), shards, sizes, formats)
         except FileNotFoundError:
             raise DataError(f"{path} does not exist") from None
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise DataError(f"{path} is not a readable index ({type(error).__name__}: {error})") from None  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the index says a channel's images are, which decides the decoding graph: each
+    tf.cond or tf.switch_case costs a function call an image (a 32x32 JPEG decodes 4x
+    slower through all of them), so the graph holds only the branches the channel needs."""
+
+    formats: frozenset[str] = frozenset({"JPEG", "PNG"})
+    smallest: tuple[int, int] = (1, 1)  # (height, width), the least of each
+    largest: tuple[int, int] = (1 << 30, 1 << 30)  # and the greatest
+
+    @classmethod
+    def of(cls, index: Index) -> Stored:
+        sizes, formats = index.image_sizes, frozenset(index.formats) or cls.formats
+        if "height" not in sizes or "width" not in sizes:
+            return cls(formats)
+        height, width = sizes["height"], sizes["width"]
+        return cls(formats, (int(height["min"]), int(width["min"])), (int(height["max"]), int(width["max"])))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -104,6 +130,7 @@ class RecordSet:
 
     shards: tuple[Shard, ...]  # absolute paths
     num_classes: int  # labels must be below it
+    stored: Stored = Stored()  # the images' formats and sizes, from the index
     every: int = 1  # with fewer shards than workers: keep every `every`-th record,
     first: int = 0  # from record `first` (see `share`)
 
@@ -120,8 +147,8 @@ class RecordSet:
     def examples(self, size: int, seed: tf.Tensor | int | None = None) -> tf.data.Dataset:
         """(uint8 (size, size, 3), int32 label) pairs, the shards read CYCLE_LENGTH at a time
         and interleaved: in a fixed order without a seed; with one, the shards in an order
-        fixed by it and the records shuffled within a bounded
-        buffer (SHUFFLE_MB of decoded images), so memory stays flat whatever the size."""
+        fixed by it and the records shuffled within a bounded buffer (SHUFFLE_RECORDS,
+        SHUFFLE_MB), so memory stays flat whatever the size."""
         paths = tf.data.Dataset.from_tensor_slices([shard.path for shard in self.shards])
         if seed is not None:
             paths = paths.shuffle(len(self.shards), seed=seed, reshuffle_each_iteration=False)
@@ -134,44 +161,50 @@ class RecordSet:
         if self.every > 1:
             records = records.shard(self.every, self.first)
         if seed is not None:
-            buffer = max(1, min(len(self), (SHUFFLE_MB << 20) // (size * size * 3)))
+            buffer = max(1, min(len(self), SHUFFLE_RECORDS, (SHUFFLE_MB << 20) // (size * size * 3)))  # fmt: skip
             records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
         return records.map(
-            lambda record: parse(record, size, self.num_classes),
+            lambda record: parse(record, size, self.num_classes, self.stored),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
 
 
-def parse(record: tf.Tensor, size: int, num_classes: int) -> tuple[tf.Tensor, tf.Tensor]:
+def parse(record: tf.Tensor, size: int, num_classes: int, stored: Stored) -> tuple[tf.Tensor, tf.Tensor]:  # fmt: skip
     """One serialized Example -> (uint8 (size, size, 3) pixels, int32 label)."""
     example = tf.io.parse_single_example(record, FEATURES)
     label = tf.cast(example["image/class/label"], tf.int32)
     tf.debugging.assert_less(label, num_classes, "a record's label is out of range")
     tf.debugging.assert_non_negative(label, "a record's label is out of range")
-    return decode(example["image/encoded"], size), label
+    return decode(example["image/encoded"], size, stored), label
 
 
-def decode(data: tf.Tensor, size: int) -> tf.Tensor:
+def decode(data: tf.Tensor, size: int, stored: Stored = Stored()) -> tf.Tensor:
     """JPEG or PNG bytes -> uint8 (size, size, 3): the server decoder's pixels where no
     resize is needed, within 2 levels of them where one is."""
-
-    def jpeg() -> tf.Tensor:
-        height, width = tf.unstack(tf.io.extract_jpeg_shape(data)[:2])
-        scale = tf.minimum(width // size, height // size)
-        branch = tf.reduce_sum(tf.cast(scale < tf.constant(JPEG_RATIOS, tf.int32), tf.int32))
-        decoders = [functools.partial(_decode_jpeg, data, ratio) for ratio in JPEG_RATIOS]
-        return tf.switch_case(tf.minimum(branch, len(JPEG_RATIOS) - 1), decoders)
-
-    image = tf.cond(tf.io.is_jpeg(data), jpeg, lambda: tf.io.decode_png(data, channels=3))
+    reduced = min(stored.largest) >= 2 * size  # some JPEG may decode at a reduced scale
+    if stored.formats == {"PNG"}:
+        image = tf.io.decode_png(data, channels=3)
+    elif stored.formats == {"JPEG"}:
+        image = _jpeg(data, size) if reduced else _decode_jpeg(data, 1)
+    else:
+        jpeg = functools.partial(_jpeg if reduced else _decode_jpeg, data, size if reduced else 1)
+        image = tf.cond(tf.io.is_jpeg(data), jpeg, lambda: tf.io.decode_png(data, channels=3))
+    if stored.smallest == stored.largest == (size, size):
+        return tf.ensure_shape(image, (size, size, 3))
     image.set_shape((None, None, 3))
+    pixels = tf.image.resize(image, (size, size), antialias=True)  # the model's size: exact
+    return tf.ensure_shape(tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8), (size, size, 3))  # fmt: skip
 
-    def resized() -> tf.Tensor:
-        pixels = tf.image.resize(image, (size, size), antialias=True)
-        return tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
 
-    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
-    return tf.ensure_shape(tf.cond(same, lambda: image, resized), (size, size, 3))
+def _jpeg(data: tf.Tensor, size: int) -> tf.Tensor:
+    """A JPEG decoded at the smallest scale that keeps both sides >= size, as Pillow's
+    draft picks it (the largest of 1/8, 1/4, 1/2 with min(width, height) // size above it)."""
+    height, width = tf.unstack(tf.io.extract_jpeg_shape(data)[:2])
+    scale = tf.minimum(width // size, height // size)
+    branch = tf.reduce_sum(tf.cast(scale < tf.constant(JPEG_RATIOS, tf.int32), tf.int32))
+    decoders = [functools.partial(_decode_jpeg, data, ratio) for ratio in JPEG_RATIOS]
+    return tf.switch_case(tf.minimum(branch, len(JPEG_RATIOS) - 1), decoders)
 
 
 def _decode_jpeg(data: tf.Tensor, ratio: int) -> tf.Tensor:
@@ -224,7 +257,7 @@ def load_records(
         )
     shards = [_checked(folder / name, indexed[name]) for name in present]
     log.info("%s channel: %s records in %d shard(s) of %d", channel, f"{sum(s.records for s in shards):,}", len(shards), len(index.shards))  # fmt: skip
-    return RecordSet(tuple(shards), num_classes), index
+    return RecordSet(tuple(shards), num_classes, Stored.of(index)), index
 
 
 def _checked(path: Path, shard: Shard) -> Shard:

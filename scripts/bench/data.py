@@ -1,0 +1,218 @@
+"""`make bench-data`: input pipeline images/s per CPU core, by channel format, against the
+decoder alone.
+
+    python -m scripts.bench.data [--data ARCHIVE] [--images 4000] [--out bench/results/data.json]
+
+Two sizes. At 32x32, the first --images CIFAR-10 training JPEGs (../shared/data), at their
+own size. At 224x224, as many generated 400x320 photos (JPEG, quality 90, about
+ImageNet's mean size), decoded and resized to 224, then the trainer's batch-level random
+resized crop and flip (`augment.resized_crop_flip`). Each format is read the trainer's way
+(`pipeline.worker_examples`: shuffled, batched by 256):
+
+- npz: the decoded pixels in memory, no decoding;
+- folder (Pillow): today's image-folder reader, each file through `images.decode` in
+  `tf.numpy_function`. Its first epoch is measured: later ones come from its cache, when
+  the decoded images fit in 4 GiB;
+- folder (TensorFlow): the files read by `tf.io.read_file` and decoded by
+  `records.decode`, as record channels are (a candidate, not the trainer's reader);
+- records: the record channel.
+
+The floors are the decoders alone: `images.decode` in a Python loop over bytes in memory
+(Pillow), and `records.decode` mapped over bytes in memory (TensorFlow). Everything runs
+on one core: TensorFlow's thread pools and tf.data's private pool are one thread each.
+The table also gives the cores that would feed a GPU, from the 224 rate. Prints a table
+and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import shutil
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from scripts.bench.common import DEFAULT_ARCHIVE, write_report
+
+log = logging.getLogger("bench")
+
+BATCH = 256
+PHOTO = (400, 320)  # width, height: about ImageNet's mean image
+# Training images/s to keep fed, estimated (not measured): 3 x the forward FLOPs an image
+# (ViT paper, Dosovitskiy et al. 2021: ViT-B/16 17.6 GFLOPs; DeiT paper, Touvron et al. 2021:
+# ViT-Ti/16 1.3 GFLOPs) at 40% of each GPU's dense bf16/fp16 tensor peak (A100 312 TFLOPS,
+# A10G 70 TFLOPS, NVIDIA's data sheets); a tiny model reaches less of the peak: 25%.
+GPU_IMAGES_PER_S = {
+    ("A10G", "ViT-Ti/16"): 70e12 * 0.25 / (3 * 1.3e9),
+    ("A10G", "ViT-B/16"): 70e12 * 0.40 / (3 * 17.6e9),
+    ("A100", "ViT-Ti/16"): 312e12 * 0.25 / (3 * 1.3e9),
+    ("A100", "ViT-B/16"): 312e12 * 0.40 / (3 * 17.6e9),
+}
+
+
+def one_core() -> None:
+    """TensorFlow on one thread (before its runtime starts)."""
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+
+
+def single_threaded(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+    return dataset.with_options(options)
+
+
+def images_per_s(dataset: tf.data.Dataset) -> float:
+    """Images a second over one pass, after the first batch (start-up) is out."""
+    iterator = iter(single_threaded(dataset))
+    next(iterator)
+    count, start = 0, time.perf_counter()
+    for images, *_ in iterator:
+        count += int(images.shape[0])
+    return count / (time.perf_counter() - start)
+
+
+def cifar_jpegs(archive: Path, count: int) -> list[bytes]:
+    found = []
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            if member.isfile() and member.name.endswith(".jpg"):
+                found.append(tar.extractfile(member).read())
+                if len(found) == count:
+                    return found
+    return found
+
+
+def photos(count: int) -> list[bytes]:
+    """Smooth random photos: coarse noise, upsampled, with fine grain, as JPEG q90."""
+    rng = np.random.default_rng(0)
+    width, height = PHOTO
+    made = []
+    for _ in range(count):
+        coarse = Image.fromarray(rng.integers(0, 256, (height // 16, width // 16, 3), np.uint8))
+        smooth = np.asarray(coarse.resize(PHOTO, Image.Resampling.BICUBIC), np.int16)
+        grain = rng.integers(-12, 13, smooth.shape)
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(smooth + grain, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=90)  # fmt: skip
+        made.append(buffer.getvalue())
+    return made
+
+
+def formats(encoded: list[bytes], size: int, workdir: Path) -> dict[str, Callable[[], tf.data.Dataset]]:  # fmt: skip
+    """Each channel format's examples, read the trainer's way, as a function of nothing."""
+    from sagevit.data import images
+    from sagevit.data.channels import Split, load_channel
+    from sagevit.data.pipeline import worker_examples
+    from sagevit.data.record_writer import write_channel
+    from sagevit.data.records import decode
+
+    labels = np.arange(len(encoded), dtype=np.int32) % 10
+    folder = workdir / "folder"
+    for number, data in enumerate(encoded):
+        (folder / str(labels[number])).mkdir(parents=True, exist_ok=True)
+        (folder / str(labels[number]) / f"{number:06d}.jpg").write_bytes(data)
+    items = ((str(n), data, int(labels[n])) for n, data in enumerate(encoded))
+    write_channel(items, workdir / "records", "train", [str(n) for n in range(10)])
+    pixels = np.stack([images.decode(data, size) for data in encoded])
+    npz = Split(pixels, labels, None, workdir, image_size=size)
+    paths = sorted(str(p) for p in folder.rglob("*.jpg"))
+
+    def tensorflow_folder() -> tf.data.Dataset:
+        files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=0)
+        return files.map(lambda p: (decode(tf.io.read_file(p), size), 0), num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
+
+    def channel(path: Path) -> Callable[[], tf.data.Dataset]:
+        return lambda: worker_examples(load_channel(path, "training.npz", "train", size, 10), 1, 0)(0)  # fmt: skip
+
+    return {
+        "npz": lambda: worker_examples(npz, 1, 0)(0),
+        "folder (Pillow)": channel(folder),
+        "folder (TensorFlow)": tensorflow_folder,
+        "records": channel(workdir / "records"),
+    }
+
+
+def floors(encoded: list[bytes], size: int) -> dict[str, float]:
+    """Images a second of each decoder alone, over bytes already in memory."""
+    from sagevit.data import images
+    from sagevit.data.records import decode
+
+    start = time.perf_counter()
+    for data in encoded:
+        images.decode(data, size)
+    pillow = len(encoded) / (time.perf_counter() - start)
+    tensors = tf.data.Dataset.from_tensor_slices(encoded).map(lambda d: decode(d, size)).batch(BATCH)  # fmt: skip
+    return {"Pillow": pillow, "TensorFlow": images_per_s(tensors)}
+
+
+def measure(encoded: list[bytes], size: int, workdir: Path) -> dict:
+    from sagevit.data.augment import resized_crop_flip
+
+    def augmented(dataset: tf.data.Dataset) -> tf.data.Dataset:
+        batches = dataset.batch(BATCH)
+        if size < 224:
+            return batches
+        seeds = tf.data.Dataset.counter().map(lambda i: tf.stack([i, i + 1]))
+        pairs = tf.data.Dataset.zip(batches, seeds)
+        return pairs.map(lambda batch, seed: (resized_crop_flip(tf.cast(batch[0], tf.float32), seed), batch[1]))  # fmt: skip
+
+    rates = {name: images_per_s(augmented(make())) for name, make in formats(encoded, size, workdir).items()}  # fmt: skip
+    floor = floors(encoded, size)
+    shares = {
+        "npz": None,
+        "folder (Pillow)": rates["folder (Pillow)"] / floor["Pillow"],
+        "folder (TensorFlow)": rates["folder (TensorFlow)"] / floor["TensorFlow"],
+        "records": rates["records"] / floor["TensorFlow"],
+    }
+    return {"images": len(encoded), "images_per_s_per_core": rates, "floor_per_core": floor, "of_floor": shares}  # fmt: skip
+
+
+def print_table(report: dict) -> None:
+    print(f"{'size':>5} {'format':<20} {'images/s/core':>14} {'of its floor':>13}")
+    for size, result in report["sizes"].items():
+        for name, rate in result["images_per_s_per_core"].items():
+            share = result["of_floor"][name]
+            print(f"{size:>5} {name:<20} {rate:>14,.0f} {'' if share is None else f'{share:.0%}':>13}")  # fmt: skip
+        for name, rate in result["floor_per_core"].items():
+            print(f"{size:>5} {'floor: ' + name:<20} {rate:>14,.0f}")
+    print(f"\n{'GPU':<6} {'model':<10} {'images/s (est.)':>16} {'cores (records, 224)':>21}")
+    for row in report["gpus"]:
+        print(f"{row['gpu']:<6} {row['model']:<10} {row['images_per_s']:>16,.0f} {row['cores']:>21.0f}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--data", type=Path, default=DEFAULT_ARCHIVE, help="CIFAR-10 JPEG archive")
+    parser.add_argument("--images", type=int, default=4000, help="images of each size")
+    parser.add_argument("--workdir", type=Path, default=Path("build/bench-data"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/data.json"))
+    args = parser.parse_args(argv)
+    one_core()
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    sources = {32: cifar_jpegs(args.data, args.images), 224: photos(args.images)}
+    sizes = {}
+    for size, encoded in sources.items():
+        log.info("%d images at %dx%d", len(encoded), size, size)
+        sizes[size] = measure(encoded, size, args.workdir / str(size))
+    per_core = sizes[224]["images_per_s_per_core"]["records"]
+    gpus = [
+        {"gpu": gpu, "model": model, "images_per_s": rate, "cores": rate / per_core}
+        for (gpu, model), rate in GPU_IMAGES_PER_S.items()
+    ]
+    report = {"sizes": sizes, "gpus": gpus, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    print_table(report)
+    write_report(report, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
