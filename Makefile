@@ -73,7 +73,7 @@ URL ?=
 EVAL_DIR ?= build/evaluation
 AWS_ARGS = $(if $(AWS_REGION),--region $(AWS_REGION)) $(if $(BUCKET),--bucket $(BUCKET))
 
-.PHONY: help install test test-slow-machine test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train bench-accuracy bench-decode bench-finetune
+.PHONY: help install test test-slow-machine test-fast lint format build build-standin image train-local serve-local demo gpu-check bench-serve bench-train bench-accuracy bench-decode bench-data bench-finetune
 .PHONY: push data train tune deploy transform predict delete-endpoint clean
 
 help: ## List the targets
@@ -147,6 +147,9 @@ bench-serve: install ## Benchmark the server against a naive Flask+predict one; 
 
 bench-decode: install ## CPU time and memory of the costliest image bodies the decoder accepts; writes bench/results/decode.json
 	$(PY) -m scripts.bench.decode
+
+bench-data: install ## Input pipeline images/s per core by channel format (npz, folder, records) at 32 and 224, start-up for 1k and 100k images (DATA=); writes bench/results/data.json
+	$(PY) -m scripts.bench.data $(if $(DATA),--data $(DATA))
 
 bench-train: install ## Training speed: our loop vs the seed notebook's fit, alternating rounds (DATA=); writes bench/results/train.json
 	$(PY) -m scripts.bench.train $(if $(DATA),--data $(DATA))

@@ -123,6 +123,23 @@ def test_datasets_batch_float_pixels_and_one_hot_targets(channel):
     assert sum(len(b[1]) for b in eval_batches) == len(split)  # evaluation keeps every example
 
 
+def test_a_folder_over_its_cache_is_shuffled_by_name_and_decoded_each_epoch(tmp_path, monkeypatch):  # fmt: skip
+    from sagevit.data import channels
+    from sagevit.data.pipeline import worker_examples
+
+    write_image_tree(tmp_path, sizes=((32, 32),) * 6)
+    split = load_channel(tmp_path, "training.npz", "train", image_size=32, num_classes=2)
+    assert split.cached
+    monkeypatch.setattr(channels, "CACHE_LIMIT_BYTES", 0)
+    assert not split.cached
+    epoch = [(int(label), int(image.numpy()[..., 0].mean())) for image, label in worker_examples(split, 1, 0)(3)]  # fmt: skip
+    assert sorted(epoch) == [(0, 0)] * 6 + [(1, 100)] * 6  # every image once, with its label
+    again = [(int(label), int(image.numpy()[..., 0].mean())) for image, label in worker_examples(split, 1, 0)(3)]  # fmt: skip
+    assert epoch == again
+    halves = [list(worker_examples(split, 2, w)(3)) for w in (0, 1)]
+    assert [len(h) for h in halves] == [6, 6]
+
+
 def test_image_folder_channel_is_read_lazily_with_folder_class_names(tmp_path):
     write_image_tree(tmp_path)
     split = load_channel(tmp_path, "training.npz", "train", image_size=32, num_classes=2)

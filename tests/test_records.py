@@ -87,7 +87,9 @@ def test_a_channel_of_one_format_at_the_models_size_decodes_without_branches(tmp
     decode with decode_jpeg alone, and still give the server's pixels exactly."""
     from sagevit.data.records import Stored
 
-    folder, index = records_channel(tmp_path / "train", count=12, shard_mb=1, fmt="JPEG")  # one shard
+    folder, index = records_channel(
+        tmp_path / "train", count=12, shard_mb=1, fmt="JPEG"
+    )  # one shard
     assert index.formats == {"JPEG": 12}
     split = load(folder)
     assert split.records.stored == Stored(frozenset({"JPEG"}), (SIZE, SIZE), (SIZE, SIZE))

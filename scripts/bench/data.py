@@ -1,18 +1,18 @@
 """`make bench-data`: input pipeline images/s per CPU core, by channel format, against the
 decoder alone.
 
-    python -m scripts.bench.data [--data ARCHIVE] [--images 4000] [--out bench/results/data.json]
+    python -m scripts.bench.data [--data ARCHIVE] [--images 2000] [--out bench/results/data.json]
 
-Two sizes. At 32x32, the first --images CIFAR-10 training JPEGs (../shared/data), at their
-own size. At 224x224, as many generated 400x320 photos (JPEG, quality 90, about
+Two sizes. At 32x32, the first 5 x --images CIFAR-10 training JPEGs (../shared/data), at
+their own size. At 224x224, as many generated 400x320 photos (JPEG, quality 90, about
 ImageNet's mean size), decoded and resized to 224, then the trainer's batch-level random
 resized crop and flip (`augment.resized_crop_flip`). Each format is read the trainer's way
 (`pipeline.worker_examples`: shuffled, batched by 256):
 
 - npz: the decoded pixels in memory, no decoding;
-- folder (Pillow): today's image-folder reader, each file through `images.decode` in
-  `tf.numpy_function`. Its first epoch is measured: later ones come from its cache, when
-  the decoded images fit in 4 GiB;
+- folder (Pillow): the image-folder reader, each file through `images.decode` in
+  `tf.numpy_function`, file names shuffled before decoding (its path for folders over its
+  4 GiB cache; a folder that fits decodes once, then reads from memory like npz);
 - folder (TensorFlow): the files read by `tf.io.read_file` and decoded by
   `records.decode`, as record channels are (a candidate, not the trainer's reader);
 - records: the record channel.
@@ -20,8 +20,9 @@ resized crop and flip (`augment.resized_crop_flip`). Each format is read the tra
 The floors are the decoders alone: `images.decode` in a Python loop over bytes in memory
 (Pillow), and `records.decode` mapped over bytes in memory (TensorFlow). Everything runs
 on one core: TensorFlow's thread pools and tf.data's private pool are one thread each.
-The table also gives the cores that would feed a GPU, from the 224 rate. Prints a table
-and writes JSON.
+Start-up: the seconds from an unread channel to its first batch, for 1,000 and 100,000
+images, as records and as a folder. The table also gives the cores that would feed a GPU,
+from the records' rate at 224. Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -71,11 +72,13 @@ def single_threaded(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def images_per_s(dataset: tf.data.Dataset) -> float:
-    """Images a second over one pass, after the first batch (start-up) is out."""
-    iterator = iter(single_threaded(dataset))
-    next(iterator)
+    """Images a second over a whole pass, the shuffle buffer's filling included (it is
+    part of every epoch), on one core: the second pass, the first one warming up."""
+    dataset = single_threaded(dataset)
+    for _ in dataset:
+        pass
     count, start = 0, time.perf_counter()
-    for images, *_ in iterator:
+    for images, *_ in dataset:
         count += int(images.shape[0])
     return count / (time.perf_counter() - start)
 
@@ -132,24 +135,34 @@ def formats(encoded: list[bytes], size: int, workdir: Path) -> dict[str, Callabl
     def channel(path: Path) -> Callable[[], tf.data.Dataset]:
         return lambda: worker_examples(load_channel(path, "training.npz", "train", size, 10), 1, 0)(0)  # fmt: skip
 
+    def pillow_folder() -> tf.data.Dataset:  # as for a folder over the cache: never cached
+        split = load_channel(folder, "training.npz", "train", size, 10)
+        return split.decoded(split.files().shuffle(len(split), seed=0))
+
     return {
         "npz": lambda: worker_examples(npz, 1, 0)(0),
-        "folder (Pillow)": channel(folder),
+        "folder (Pillow)": pillow_folder,
         "folder (TensorFlow)": tensorflow_folder,
         "records": channel(workdir / "records"),
     }
 
 
 def floors(encoded: list[bytes], size: int) -> dict[str, float]:
-    """Images a second of each decoder alone, over bytes already in memory."""
+    """Images a second of each decoder alone, from bytes in memory to the model's pixels:
+    `images.decode` in a Python loop; decode_jpeg (and tf.image.resize where the size
+    differs) mapped over a tensor of the bytes."""
     from sagevit.data import images
-    from sagevit.data.records import decode
 
     start = time.perf_counter()
     for data in encoded:
         images.decode(data, size)
     pillow = len(encoded) / (time.perf_counter() - start)
-    tensors = tf.data.Dataset.from_tensor_slices(encoded).map(lambda d: decode(d, size)).batch(BATCH)  # fmt: skip
+
+    def tensorflow(data: tf.Tensor) -> tf.Tensor:
+        image = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+        return image if size == 32 else tf.cast(tf.image.resize(image, (size, size), antialias=True), tf.uint8)  # fmt: skip
+
+    tensors = tf.data.Dataset.from_tensor_slices(encoded).map(tensorflow).batch(BATCH)
     return {"Pillow": pillow, "TensorFlow": images_per_s(tensors)}
 
 
@@ -175,6 +188,35 @@ def measure(encoded: list[bytes], size: int, workdir: Path) -> dict:
     return {"images": len(encoded), "images_per_s_per_core": rates, "floor_per_core": floor, "of_floor": shares}  # fmt: skip
 
 
+def startup(workdir: Path, counts: tuple[int, ...] = (1_000, 100_000)) -> dict[str, float]:
+    """Seconds from an unread channel to its first batch (listing, loading, the shuffle
+    buffer's filling), for record and folder channels of `counts` 8x8 PNGs: how start-up
+    grows with the number of images (one shard each; one file each in a folder)."""
+    from sagevit.data.channels import load_channel
+    from sagevit.data.pipeline import worker_examples
+    from sagevit.data.record_writer import png, write_channel
+
+    tiny = png(np.zeros((8, 8, 3), np.uint8))
+    classes = [str(n) for n in range(10)]
+
+    def first_batch(path: Path) -> float:
+        start = time.perf_counter()
+        split = load_channel(path, "training.npz", "train", 8, 10)
+        next(iter(single_threaded(worker_examples(split, 1, 0)(0).batch(BATCH))))
+        return time.perf_counter() - start
+
+    seconds = {}
+    for count in (100, *counts):  # the first, 100 images, warms TensorFlow up
+        folder, records = workdir / f"folder-{count}", workdir / f"records-{count}"
+        for name in classes:
+            (folder / name).mkdir(parents=True, exist_ok=True)
+        for number in range(count):
+            (folder / classes[number % 10] / f"{number:06d}.png").write_bytes(tiny)
+        write_channel(((str(n), tiny, n % 10) for n in range(count)), records, "train", classes)
+        seconds |= {f"records, {count:,} images": first_batch(records), f"folder, {count:,} files": first_batch(folder)}  # fmt: skip
+    return {name: value for name, value in seconds.items() if not name.endswith(" 100 images") and not name.endswith(" 100 files")}  # fmt: skip
+
+
 def print_table(report: dict) -> None:
     print(f"{'size':>5} {'format':<20} {'images/s/core':>14} {'of its floor':>13}")
     for size, result in report["sizes"].items():
@@ -183,6 +225,9 @@ def print_table(report: dict) -> None:
             print(f"{size:>5} {name:<20} {rate:>14,.0f} {'' if share is None else f'{share:.0%}':>13}")  # fmt: skip
         for name, rate in result["floor_per_core"].items():
             print(f"{size:>5} {'floor: ' + name:<20} {rate:>14,.0f}")
+    print(f"\n{'start-up':<28} {'s to the first batch':>21}")
+    for name, value in report["startup"].items():
+        print(f"{name:<28} {value:>21.2f}")
     print(f"\n{'GPU':<6} {'model':<10} {'images/s (est.)':>16} {'cores (records, 224)':>21}")
     for row in report["gpus"]:
         print(f"{row['gpu']:<6} {row['model']:<10} {row['images_per_s']:>16,.0f} {row['cores']:>21.0f}")  # fmt: skip
@@ -192,13 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--data", type=Path, default=DEFAULT_ARCHIVE, help="CIFAR-10 JPEG archive")
-    parser.add_argument("--images", type=int, default=4000, help="images of each size")
+    parser.add_argument("--images", type=int, default=2000, help="photos at 224 (5x as many CIFAR-10 images at 32)")  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=Path("build/bench-data"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/data.json"))
     args = parser.parse_args(argv)
     one_core()
     shutil.rmtree(args.workdir, ignore_errors=True)
-    sources = {32: cifar_jpegs(args.data, args.images), 224: photos(args.images)}
+    sources = {32: cifar_jpegs(args.data, 5 * args.images), 224: photos(args.images)}
     sizes = {}
     for size, encoded in sources.items():
         log.info("%d images at %dx%d", len(encoded), size, size)
@@ -208,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         {"gpu": gpu, "model": model, "images_per_s": rate, "cores": rate / per_core}
         for (gpu, model), rate in GPU_IMAGES_PER_S.items()
     ]
-    report = {"sizes": sizes, "gpus": gpus, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    report = {"sizes": sizes, "startup": startup(args.workdir / "startup"), "gpus": gpus,
+              "measured": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
     print_table(report)
     write_report(report, args.out)
     return 0

@@ -84,18 +84,28 @@ class Split:
             return tf.data.Dataset.from_tensor_slices((self.images, self.labels))
         if self.records is not None:
             return self.records.examples(self.image_size)
+        dataset = self.decoded(self.files())
+        return dataset.cache() if self.cached else dataset
+
+    @property
+    def cached(self) -> bool:
+        """Whether a folder's decoded images fit CACHE_LIMIT_BYTES, and are kept."""
+        return len(self) * self.image_size**2 * 3 <= CACHE_LIMIT_BYTES
+
+    def files(self) -> tf.data.Dataset:
+        """A folder's (path, int32 label) pairs."""
+        return tf.data.Dataset.from_tensor_slices((self.paths, self.labels))
+
+    def decoded(self, files: tf.data.Dataset) -> tf.data.Dataset:
+        """(path, label) -> (uint8 (size, size, 3), label): in parallel, each file through
+        the server's decoder (sagevit.data.images): the same file gives the same pixels."""
         size = self.image_size
 
         def read(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            # The server's decoder (sagevit.data.images): the same file gives the same pixels.
             image = tf.numpy_function(read_image_file, [path, size], tf.uint8, stateful=False)
             return tf.ensure_shape(image, (size, size, 3)), label
 
-        dataset = tf.data.Dataset.from_tensor_slices((self.paths, self.labels))
-        dataset = dataset.map(read, num_parallel_calls=tf.data.AUTOTUNE)
-        if len(self) * size * size * 3 <= CACHE_LIMIT_BYTES:
-            dataset = dataset.cache()
-        return dataset
+        return files.map(read, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def read_image_file(path: bytes, size: int) -> np.ndarray:

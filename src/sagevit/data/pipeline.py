@@ -82,12 +82,18 @@ def worker_examples(split: Split, workers: int, worker: int) -> Callable[[tf.Ten
     """seed -> the examples worker `worker` of `workers` trains on in an epoch, shuffled by
     the seed. A ShardedByS3Key channel already holds only this host's part: all of it.
     Otherwise every workers-th example; of records, every workers-th shard (fewer shards
-    than workers: every workers-th record). `share_sizes` counts them."""
+    than workers: every workers-th record). `share_sizes` counts them. A folder too large
+    for its cache is shuffled by file name before decoding, so memory stays flat."""
     if split.sharded_by_key:
         workers, worker = 1, 0
     if split.records is not None:
         records = split.records.share(workers, worker)
         return lambda seed: records.examples(split.image_size, seed)
+    if split.paths is not None and not split.cached:  # shuffle file names, then decode:
+        files = split.files()  # the shuffle buffer holds names, not decoded images
+        if workers > 1:
+            files = files.shard(workers, worker)
+        return lambda seed: split.decoded(files.shuffle(len(split), seed=seed, reshuffle_each_iteration=False))  # fmt: skip
     examples = split.examples()  # one pipeline (and cache) for every epoch
     if workers > 1:
         examples = examples.shard(workers, worker)
