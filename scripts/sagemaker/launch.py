@@ -17,6 +17,7 @@ console link; --wait streams the job's logs until it ends.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -152,6 +153,17 @@ def start_with_sdk3(job: JobSpec, sm_session: Any, channels: dict[str, str], wai
     return sdk3.train(trainer, channels, wait, job)
 
 
+def add_channel_arguments(parser: argparse.ArgumentParser) -> None:
+    """The channels, and how they reach the container."""
+    parser.add_argument("--train", help="train channel S3 URI")
+    parser.add_argument("--validation", help="validation channel S3 URI ('' for none)")
+    parser.add_argument(
+        "--pretrained", help="pretrained channel S3 URI: one .safetensors or .npz weights file"
+    )
+    parser.add_argument("--input-mode", default="File", choices=("File", "FastFile", "Pipe"), help="how channels reach the container (Pipe is refused)")  # fmt: skip
+    parser.add_argument("--distribution", default="replicated", choices=("replicated", "sharded"), help="sharded: each host gets part of the train shards")  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = script_parser(__doc__)
     add_session_arguments(parser)
@@ -168,11 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="any trainer hyperparameter, e.g. learning_rate=3e-4 (repeatable)",
     )
-    parser.add_argument("--train", help="train channel S3 URI")
-    parser.add_argument("--validation", help="validation channel S3 URI ('' for none)")
-    parser.add_argument(
-        "--pretrained", help="pretrained channel S3 URI: one .safetensors or .npz weights file"
-    )
+    add_channel_arguments(parser)
     parser.add_argument("--spot", action="store_true", help="managed spot training")
     parser.add_argument("--max-run", type=int, default=24 * 3600, help="seconds of training")
     parser.add_argument("--max-wait", type=int, help="spot: seconds of waiting + training")
@@ -181,8 +189,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--tag-resource", action="append", metavar="KEY=VALUE", help="job tags")
     parser.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
-    parser.add_argument("--input-mode", default="File", choices=("File", "FastFile", "Pipe"), help="how channels reach the container (Pipe is refused)")  # fmt: skip
-    parser.add_argument("--distribution", default="replicated", choices=("replicated", "sharded"), help="sharded: each host gets part of the train shards")  # fmt: skip
     add_sdk_argument(parser, "Estimator", "ModelTrainer")
     args = parser.parse_args(argv)
     if args.input_mode == "Pipe":

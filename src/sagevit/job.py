@@ -76,10 +76,8 @@ def run(
     the chief writes. When loading or training makes no progress for `hp.stall_timeout`
     seconds, `on_stall(message)` runs; it has to end the process. GPU device files in
     `dev_dir` that TensorFlow cannot use raise GpuUnavailable, unless `hp.allow_cpu`.
-    With `pretrained_dir` (the pretrained channel), training starts from its weights.
-    `inputs` says which channels SageMaker split by host (ShardedByS3Key) and where their
-    indexes are.
-    """
+    With `pretrained_dir` (the pretrained channel), training starts from its weights;
+    `inputs`: the channels SageMaker split by host, and their indexes."""
     strategy, gpus = start_devices(hp, tf_config, dev_dir)
     outputs = Outputs(model_dir, output_data_dir, tensorboard_dir, checkpoint_dir)
     outputs = outputs.for_worker(is_chief(strategy))
@@ -93,11 +91,10 @@ def run(
         watchdog.beat()
         compute = set_compute(hp, strategy, gpus)
         try:
-            model, optimizer, history = train(
-                hp, data, compute, outputs, weights, tf_config, watchdog.beat, should_stop, progress_bar
-            )  # fmt: skip
-        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
-            raise data.damage(watchdog.beat) or error from None
+            with data.damage_named(watchdog.beat):  # a damaged record: one sentence
+                model, optimizer, history = train(
+                    hp, data, compute, outputs, weights, tf_config, watchdog.beat, should_stop, progress_bar
+                )  # fmt: skip
         finally:  # stopped or done: later models in this process start from float32
             keras.mixed_precision.set_global_policy("float32")
         watchdog.beat()

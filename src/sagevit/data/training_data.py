@@ -13,9 +13,10 @@ hosts as divide its shard count, nothing is skipped but the last partial batch.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -69,6 +70,14 @@ class TrainingData:
         if self.validation is None:
             return None
         return evaluation_batches(self.validation, self.batch_size, num_classes)
+
+    @contextlib.contextmanager
+    def damage_named(self, beat: Callable[[], None] = no_beat) -> Iterator[None]:
+        """Within it, a stream that fails on a damaged record raises DataError naming it."""
+        try:
+            yield
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as error:
+            raise self.damage(beat) or error from None
 
     def damage(self, beat: Callable[[], None] = no_beat) -> DataError | None:
         """After the stream failed: the damaged record of a record channel, if that is why."""
