@@ -85,7 +85,7 @@ def test_records_give_the_server_decoders_pixels(tmp_path):
 def test_a_channel_of_one_format_at_the_models_size_decodes_without_branches(tmp_path):
     """The index's formats and sizes pick the decoding graph (Stored): all JPEGs at 32x32
     decode with decode_jpeg alone, and still give the server's pixels exactly."""
-    from sagevit.data.records import Stored
+    from sagevit.data.record_decode import Stored
 
     folder, index = records_channel(
         tmp_path / "train", count=12, shard_mb=1, fmt="JPEG"

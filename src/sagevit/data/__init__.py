@@ -4,4 +4,4 @@ The augmentations' names, here without TensorFlow so that `sagevit.config` can v
 them; `augment.AUGMENTATIONS` maps each to its function (a test holds the two together).
 """
 
-AUGMENTS = ("none", "crop_flip", "rand_augment")
+AUGMENTS = ("none", "crop_flip", "inception_crop", "rand_augment")

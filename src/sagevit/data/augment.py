@@ -2,7 +2,8 @@
 
 Every op is a TensorFlow op on a (B, H, W, 3) float batch with a per-batch seed,
 so augmentation runs in tf.data's threads with no Python per example, and a
-fixed seed gives the same stream of augmentations.
+fixed seed gives the same stream of augmentations. The exception (AT_DECODE): a record
+channel crops each image as it decodes it (`record_decode.decode_cropped`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from sagevit.data.randaugment import rand_augment
+
+# Inception's random resized crop (Szegedy et al. 2015), as timm's and big_vision's
+# fine-tuning recipes use it: the crop's share of the area, and its width / height.
+CROP_AREA = (0.08, 1.0)
+CROP_ASPECT = (3 / 4, 4 / 3)
 
 
 def crop_flip(images: tf.Tensor, seed: tf.Tensor, pad: int = 4) -> tf.Tensor:
@@ -49,12 +55,12 @@ def mixup(
 def resized_crop_flip(
     images: tf.Tensor, seed: tf.Tensor, scale: tuple[float, float] = (0.8, 1.0)
 ) -> tf.Tensor:
-    """Inception-style random resized crop (area `scale`, aspect 3/4 to 4/3) and a flip of
+    """Inception-style random resized crop (area `scale`, aspect CROP_ASPECT) and a flip of
     half, back to the input size: (B, H, W, C)."""
     batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
     seeds = tf.random.experimental.stateless_split(seed, 5)
     area = tf.random.stateless_uniform([batch], seeds[0], *scale)
-    ratio = tf.exp(tf.random.stateless_uniform([batch], seeds[1], math.log(3 / 4), math.log(4 / 3)))
+    ratio = tf.exp(tf.random.stateless_uniform([batch], seeds[1], *map(math.log, CROP_ASPECT)))
     crop_h = tf.minimum(tf.sqrt(area / ratio), 1.0)  # as fractions of the side
     crop_w = tf.minimum(tf.sqrt(area * ratio), 1.0)
     top = tf.random.stateless_uniform([batch], seeds[2]) * (1.0 - crop_h)
@@ -129,8 +135,13 @@ def rand_augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 AUGMENTATIONS: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
     "none": lambda images, seed: images,
     "crop_flip": crop_flip,
+    "inception_crop": lambda images, seed: resized_crop_flip(images, seed, CROP_AREA),
     "rand_augment": rand_augment_batch,
 }
+# What a record channel does per image as it decodes, from the full-size image (a JPEG
+# decodes only the crop), instead of on the batch: `--augment inception_crop` at 224 costs
+# then less than decoding the whole image (docs/training.md, "Large datasets").
+AT_DECODE = frozenset({"inception_crop"})
 
 
 def augment_batch(

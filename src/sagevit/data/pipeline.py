@@ -13,11 +13,11 @@ the split's `image_size`: the model scales pixels itself.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import tensorflow as tf
 
-from sagevit.data.augment import AUGMENTATIONS, augment_batch
+from sagevit.data.augment import AT_DECODE, AUGMENTATIONS, augment_batch
 from sagevit.data.channels import Split
 
 
@@ -36,6 +36,11 @@ class Augmentation:
     @property
     def active(self) -> bool:
         return self.name != "none" or self.mixup > 0 or self.cutmix > 0
+
+    def at_decode(self, split: Split) -> bool:
+        """Whether `split`'s images are cropped as they decode (a record channel, AT_DECODE),
+        which leaves only the mixing to the batches."""
+        return self.name in AT_DECODE and split.records is not None
 
 
 def evaluation_batches(split: Split, batch_size: int, num_classes: int) -> tf.data.Dataset:
@@ -60,7 +65,10 @@ def epoch_batches(
     traced once), augmented (`augment_batch`) with seeds from (seed, epoch, batch number):
     the same batches wherever and whenever the epoch runs."""
     epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
-    dataset = (shuffled or worker_examples(split, 1, 0))(epoch_seed)
+    cropped = augmentation.at_decode(split)
+    dataset = (shuffled or worker_examples(split, 1, 0, cropped))(epoch_seed)
+    if cropped:  # done as each image decoded
+        augmentation = replace(augmentation, name="none")
     dataset = dataset.batch(batch_size, drop_remainder=len(split) >= batch_size)
     dataset = _targets(dataset, num_classes)
     if augmentation.active:
@@ -78,17 +86,20 @@ def epoch_batches(
     return _resized(dataset, split).prefetch(tf.data.AUTOTUNE)  # after augmenting: cheaper
 
 
-def worker_examples(split: Split, workers: int, worker: int) -> Callable[[tf.Tensor], tf.data.Dataset]:  # fmt: skip
+def worker_examples(
+    split: Split, workers: int, worker: int, crop: bool = False
+) -> Callable[[tf.Tensor], tf.data.Dataset]:
     """seed -> the examples worker `worker` of `workers` trains on in an epoch, shuffled by
     the seed. A ShardedByS3Key channel already holds only this host's part: all of it.
     Otherwise every workers-th example; of records, every workers-th shard (fewer shards
     than workers: every workers-th record). `share_sizes` counts them. A folder too large
-    for its cache is shuffled by file name before decoding, so memory stays flat."""
+    for its cache is shuffled by file name before decoding, so memory stays flat. `crop`:
+    records are cropped as they decode (`Augmentation.at_decode`)."""
     if split.sharded_by_key:
         workers, worker = 1, 0
     if split.records is not None:
         records = split.records.share(workers, worker)
-        return lambda seed: records.examples(split.image_size, seed)
+        return lambda seed: records.examples(split.image_size, seed, crop)
     if split.paths is not None and not split.cached:  # shuffle file names, then decode:
         files = split.files()  # the shuffle buffer holds names, not decoded images
         if workers > 1:
@@ -127,7 +138,8 @@ def training_batches(
     `steps_per_epoch` steps an epoch on every worker (one that ran out first would leave
     the others waiting in a collective), less the first `skip_steps` steps that a resumed
     run did."""
-    shuffled = worker_examples(split, context.num_input_pipelines, context.input_pipeline_id)
+    pipelines, pipeline = context.num_input_pipelines, context.input_pipeline_id
+    shuffled = worker_examples(split, pipelines, pipeline, augmentation.at_decode(split))
     per_replica = context.get_per_replica_batch_size(global_batch_size)
     per_step = context.num_replicas_in_sync // context.num_input_pipelines  # batches a step
 

@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from sagevit.data.records import FEATURES, RecordSet, Shard, decode
+from sagevit.data.record_decode import decode
+from sagevit.data.records import FEATURES, RecordSet, Shard
 from sagevit.platform.watchdog import no_beat
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,8 @@ size in C++, outside the GIL. Before the first step only the folder is listed an
 index is read. No shard is opened, so start-up does not grow with the data.
 
 Each record holds (FEATURES) an encoded image, as a file would hold it, and its label.
-A JPEG is decoded with dct_method="INTEGER_ACCURATE": that gives the same pixels as the
-server's decoder (`sagevit.data.images`), which the default does not (up to 5 levels
-off). Images that need resizing are resized by tf.image.resize (bilinear, antialiased,
-after the same reduced-scale JPEG decode Pillow's draft picks). That is within 2 levels
-of Pillow's resampling, not equal to it (tests/test_records.py).
+`sagevit.data.record_decode` turns it into pixels: the server's pixels, or a random
+resized crop done as the image decodes (`--augment inception_crop`).
 
 A damaged record stops the job with one sentence that names the shard and the record
 number (`sagevit.data.record_checks`), never a smaller dataset.
@@ -25,7 +22,6 @@ number (`sagevit.data.record_checks`), never a smaller dataset.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from dataclasses import dataclass, field, replace
@@ -34,6 +30,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from sagevit.contract import INDEX_CHANNEL_SUFFIX, INDEX_FILE
+from sagevit.data.record_decode import Stored, decode, decode_cropped
 from sagevit.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -52,8 +49,6 @@ CYCLE_LENGTH = 8  # shards read at once: parallel reads, and mixing across shard
 # flat whatever the size of the channel (`make data` writes records in a shuffled order).
 SHUFFLE_RECORDS = 10_000
 SHUFFLE_MB = 256
-# Pillow's draft: the largest of these JPEG scale denominators that keeps both sides >= size.
-JPEG_RATIOS = (8, 4, 2, 1)
 
 
 @dataclass(frozen=True)
@@ -106,25 +101,6 @@ class Index:
 
 
 @dataclass(frozen=True)
-class Stored:
-    """What the index says a channel's images are, which decides the decoding graph: each
-    tf.cond or tf.switch_case costs a function call an image (a 32x32 JPEG decodes 4x
-    slower through all of them), so the graph holds only the branches the channel needs."""
-
-    formats: frozenset[str] = frozenset({"JPEG", "PNG"})
-    smallest: tuple[int, int] = (1, 1)  # (height, width), the least of each
-    largest: tuple[int, int] = (1 << 30, 1 << 30)  # and the greatest
-
-    @classmethod
-    def of(cls, index: Index) -> Stored:
-        sizes, formats = index.image_sizes, frozenset(index.formats) or cls.formats
-        if "height" not in sizes or "width" not in sizes:
-            return cls(formats)
-        height, width = sizes["height"], sizes["width"]
-        return cls(formats, (int(height["min"]), int(width["min"])), (int(height["max"]), int(width["max"])))  # fmt: skip
-
-
-@dataclass(frozen=True)
 class RecordSet:
     """The shards one worker reads, and how to stream their examples."""
 
@@ -144,11 +120,14 @@ class RecordSet:
             return replace(self, every=workers, first=worker)
         return replace(self, shards=self.shards[worker::workers])
 
-    def examples(self, size: int, seed: tf.Tensor | int | None = None) -> tf.data.Dataset:
+    def examples(self, size: int, seed: tf.Tensor | int | None = None, crop: bool = False) -> tf.data.Dataset:  # fmt: skip
         """(uint8 (size, size, 3), int32 label) pairs, the shards read CYCLE_LENGTH at a time
         and interleaved: in a fixed order without a seed; with one, the shards in an order
         fixed by it and the records shuffled within a bounded buffer (SHUFFLE_RECORDS,
-        SHUFFLE_MB), so memory stays flat whatever the size."""
+        SHUFFLE_MB), so memory stays flat whatever the size. `crop`: each image a random
+        resized crop and flip (`decode_cropped`), seeded by (seed, its place in the order)."""
+        if crop and seed is None:
+            raise ValueError("crop=True needs a seed: the crops follow it")
         paths = tf.data.Dataset.from_tensor_slices([shard.path for shard in self.shards])
         if seed is not None:
             paths = paths.shuffle(len(self.shards), seed=seed, reshuffle_each_iteration=False)
@@ -163,6 +142,13 @@ class RecordSet:
         if seed is not None:
             buffer = max(1, min(len(self), SHUFFLE_RECORDS, (SHUFFLE_MB << 20) // (size * size * 3)))  # fmt: skip
             records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+        if crop:
+            first = tf.cast(seed, tf.int64)
+            return records.enumerate().map(
+                lambda number, record: parse(record, size, self.num_classes, self.stored, tf.stack([first, number])),  # fmt: skip
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
         return records.map(
             lambda record: parse(record, size, self.num_classes, self.stored),
             num_parallel_calls=tf.data.AUTOTUNE,
@@ -170,45 +156,19 @@ class RecordSet:
         )
 
 
-def parse(record: tf.Tensor, size: int, num_classes: int, stored: Stored) -> tuple[tf.Tensor, tf.Tensor]:  # fmt: skip
-    """One serialized Example -> (uint8 (size, size, 3) pixels, int32 label)."""
+def parse(
+    record: tf.Tensor, size: int, num_classes: int, stored: Stored, crop_seed: tf.Tensor | None = None
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """One serialized Example -> (uint8 (size, size, 3) pixels, int32 label): the whole
+    image, or with a (2,) `crop_seed` a random resized crop of it and a flip."""
     example = tf.io.parse_single_example(record, FEATURES)
     label = tf.cast(example["image/class/label"], tf.int32)
     tf.debugging.assert_less(label, num_classes, "a record's label is out of range")
     tf.debugging.assert_non_negative(label, "a record's label is out of range")
-    return decode(example["image/encoded"], size, stored), label
-
-
-def decode(data: tf.Tensor, size: int, stored: Stored = Stored()) -> tf.Tensor:
-    """JPEG or PNG bytes -> uint8 (size, size, 3): the server decoder's pixels where no
-    resize is needed, within 2 levels of them where one is."""
-    reduced = min(stored.largest) >= 2 * size  # some JPEG may decode at a reduced scale
-    if stored.formats == {"PNG"}:
-        image = tf.io.decode_png(data, channels=3)
-    elif stored.formats == {"JPEG"}:
-        image = _jpeg(data, size) if reduced else _decode_jpeg(data, 1)
-    else:
-        jpeg = functools.partial(_jpeg if reduced else _decode_jpeg, data, size if reduced else 1)
-        image = tf.cond(tf.io.is_jpeg(data), jpeg, lambda: tf.io.decode_png(data, channels=3))
-    if stored.smallest == stored.largest == (size, size):
-        return tf.ensure_shape(image, (size, size, 3))
-    image.set_shape((None, None, 3))
-    pixels = tf.image.resize(image, (size, size), antialias=True)  # the model's size: exact
-    return tf.ensure_shape(tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8), (size, size, 3))  # fmt: skip
-
-
-def _jpeg(data: tf.Tensor, size: int) -> tf.Tensor:
-    """A JPEG decoded at the smallest scale that keeps both sides >= size, as Pillow's
-    draft picks it (the largest of 1/8, 1/4, 1/2 with min(width, height) // size above it)."""
-    height, width = tf.unstack(tf.io.extract_jpeg_shape(data)[:2])
-    scale = tf.minimum(width // size, height // size)
-    branch = tf.reduce_sum(tf.cast(scale < tf.constant(JPEG_RATIOS, tf.int32), tf.int32))
-    decoders = [functools.partial(_decode_jpeg, data, ratio) for ratio in JPEG_RATIOS]
-    return tf.switch_case(tf.minimum(branch, len(JPEG_RATIOS) - 1), decoders)
-
-
-def _decode_jpeg(data: tf.Tensor, ratio: int) -> tf.Tensor:
-    return tf.io.decode_jpeg(data, channels=3, ratio=ratio, dct_method="INTEGER_ACCURATE")
+    data = example["image/encoded"]
+    if crop_seed is None:
+        return decode(data, size, stored), label
+    return decode_cropped(data, size, crop_seed, stored), label
 
 
 def is_record_channel(folder: Path) -> bool:
@@ -257,7 +217,7 @@ def load_records(
         )
     shards = [_checked(folder / name, indexed[name]) for name in present]
     log.info("%s channel: %s records in %d shard(s) of %d", channel, f"{sum(s.records for s in shards):,}", len(shards), len(index.shards))  # fmt: skip
-    return RecordSet(tuple(shards), num_classes, Stored.of(index)), index
+    return RecordSet(tuple(shards), num_classes, Stored.of(index.image_sizes, index.formats)), index
 
 
 def _checked(path: Path, shard: Shard) -> Shard:
