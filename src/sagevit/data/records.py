@@ -144,10 +144,12 @@ class RecordSet:
             records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
         if crop:
             first = tf.cast(seed, tf.int64)
+
+            def cropped(number: tf.Tensor, record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                return parse(record, size, self.num_classes, self.stored, tf.stack([first, number]))  # fmt: skip
+
             return records.enumerate().map(
-                lambda number, record: parse(record, size, self.num_classes, self.stored, tf.stack([first, number])),  # fmt: skip
-                num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True,
+                cropped, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
             )
         return records.map(
             lambda record: parse(record, size, self.num_classes, self.stored),
@@ -157,7 +159,11 @@ class RecordSet:
 
 
 def parse(
-    record: tf.Tensor, size: int, num_classes: int, stored: Stored, crop_seed: tf.Tensor | None = None
+    record: tf.Tensor,
+    size: int,
+    num_classes: int,
+    stored: Stored,
+    crop_seed: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One serialized Example -> (uint8 (size, size, 3) pixels, int32 label): the whole
     image, or with a (2,) `crop_seed` a random resized crop of it and a flip."""
