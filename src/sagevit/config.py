@@ -202,7 +202,8 @@ class Hyperparameters:
     )
     validation_split: float = _field(
         0.0,
-        "without a validation channel, hold out this fraction of train (fixed seed)",
+        "without a validation channel, hold out this fraction of train (fixed seed; of a record"
+        " channel, the same part of every shard)",
         bounds=RATE,
     )
     # Serving

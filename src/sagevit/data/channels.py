@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from sagevit.contract import INDEX_CHANNEL_SUFFIX
 from sagevit.data import images
-from sagevit.data.records import RecordSet, is_record_channel, load_records
+from sagevit.data.records import HoldOut, RecordSet, is_record_channel, load_records
 from sagevit.errors import DataError
 from sagevit.platform.npz import NpzError, read_npz
 from sagevit.platform.watchdog import no_beat
@@ -69,11 +69,6 @@ class Split:
         return self.images is not None and self.images.shape[1:3] != (self.image_size,) * 2
 
     def subset(self, indices: np.ndarray) -> Split:
-        if self.records is not None:
-            raise DataError(
-                f"--validation-split cannot hold records out of the record channel {self.source}:"
-                " give a validation channel (make data FORMAT=tfrecord writes one)"
-            )
         images = None if self.images is None else self.images[indices]
         paths = None if self.paths is None else self.paths[indices]
         return replace(self, images=images, labels=self.labels[indices], paths=paths)
@@ -131,8 +126,27 @@ def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
         raise DataError(
             f"--validation-split {fraction} of {len(split)} examples leaves an empty side"
         )
+    if split.records is not None:
+        return _hold_out_records(split, fraction)
     kept, held = held_out_indices(len(split), count, seed)
     return split.subset(kept), split.subset(held)
+
+
+def _hold_out_records(split: Split, fraction: float) -> tuple[Split, Split]:
+    """A record channel's (train, validation): a `fraction` of every shard (HoldOut)."""
+    if split.sharded_by_key:
+        raise DataError(
+            f"--validation-split cannot hold out records of the ShardedByS3Key channel {split.source}:"
+            " each host would validate on a different part; give a validation channel"
+            " (make data FORMAT=tfrecord writes one)"
+        )
+    train, validation = (
+        replace(split, records=replace(split.records, hold_out=HoldOut(fraction, held)))
+        for held in (False, True)
+    )
+    if not len(validation):
+        raise DataError(f"--validation-split {fraction} holds out no record of the {len(split.records.shards)} shard(s) of {split.source} (each shard gives floor(records x fraction))")  # fmt: skip
+    return train, validation
 
 
 def find_channel_file(channel_dir: str | Path, preferred: str, channel: str) -> Path:

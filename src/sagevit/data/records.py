@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -101,6 +102,26 @@ class Index:
 
 
 @dataclass(frozen=True)
+class HoldOut:
+    """`--validation-split` of a record channel: record n of each shard is held out when
+    floor((n + 1) * fraction) > floor(n * fraction), which is floor(records * fraction) of
+    every shard, the same ones every epoch, spread through it. `make data` wrote the
+    records in a shuffled order, so that is a random sample without a seed."""
+
+    fraction: float
+    held: bool  # True: the held-out records (validation); False: the others (train)
+
+    def count(self, records: int) -> int:
+        held = math.floor(records * self.fraction)
+        return held if self.held else records - held
+
+    def keeps(self, number: tf.Tensor) -> tf.Tensor:
+        n = tf.cast(number, tf.float64)
+        held = tf.floor((n + 1) * self.fraction) > tf.floor(n * self.fraction)
+        return held if self.held else tf.logical_not(held)
+
+
+@dataclass(frozen=True)
 class RecordSet:
     """The shards one worker reads, and how to stream their examples."""
 
@@ -109,9 +130,11 @@ class RecordSet:
     stored: Stored = Stored()  # the images' formats and sizes, from the index
     every: int = 1  # with fewer shards than workers: keep every `every`-th record,
     first: int = 0  # from record `first` (see `share`)
+    hold_out: HoldOut | None = None  # a part of every shard only (`--validation-split`)
 
     def __len__(self) -> int:
-        return len(range(self.first, sum(shard.records for shard in self.shards), self.every))
+        counts = [shard.records if self.hold_out is None else self.hold_out.count(shard.records) for shard in self.shards]  # fmt: skip
+        return len(range(self.first, sum(counts), self.every))
 
     def share(self, workers: int, worker: int) -> RecordSet:
         """What worker `worker` of `workers` reads: every workers-th shard from its own
@@ -132,7 +155,7 @@ class RecordSet:
         if seed is not None:
             paths = paths.shuffle(len(self.shards), seed=seed, reshuffle_each_iteration=False)
         records = paths.interleave(
-            tf.data.TFRecordDataset,
+            self._read,
             cycle_length=min(CYCLE_LENGTH, len(self.shards)),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
@@ -156,6 +179,14 @@ class RecordSet:
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
+
+    def _read(self, path: tf.Tensor) -> tf.data.Dataset:
+        """One shard's records (those `hold_out` keeps)."""
+        records = tf.data.TFRecordDataset(path)
+        if self.hold_out is None:
+            return records
+        kept = records.enumerate().filter(lambda number, _: self.hold_out.keeps(number))
+        return kept.map(lambda _, record: record)
 
 
 def parse(
