@@ -1,5 +1,6 @@
-"""`--augment inception_crop`: record channels crop each image as it decodes it
-(record_decode.decode_cropped); other channels crop their batches (augment.py)."""
+"""`--augment inception_crop`: record channels and folders over their cache crop each
+image as they decode it (record_decode.decode_cropped, images.decode_cropped); other
+channels crop their batches (augment.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from sagevit.data import augment
+from sagevit.data import augment, channels, images
 from sagevit.data.channels import Split, load_channel
 from sagevit.data.pipeline import Augmentation, epoch_batches
 from sagevit.data.record_decode import Stored, decode_cropped
@@ -33,11 +34,17 @@ def crop(data: bytes, number: int, stored: Stored) -> np.ndarray:
     return decode_cropped(tf.constant(data), SIZE, seed, stored).numpy().astype(float)
 
 
-def test_crops_take_8_to_100_percent_of_the_area_at_3_4_to_4_3_and_flip_half():
+def pillow_crop(data: bytes, number: int, stored: Stored) -> np.ndarray:
+    return images.decode_cropped(data, SIZE, (3, number)).astype(float)
+
+
+@pytest.mark.parametrize("cropped", [crop, pillow_crop], ids=["records", "folders"])
+def test_crops_take_8_to_100_percent_of_the_area_at_3_4_to_4_3_and_flip_half(cropped):
     data = save_image(Image.fromarray(ramps()), "PNG")
     areas, flips = [], 0
     for number in range(200):
-        red, green = crop(data, number, PNG)[..., 0], crop(data, number, PNG)[..., 1]
+        pixels = cropped(data, number, PNG)
+        red, green = pixels[..., 0], pixels[..., 1]
         left, right = red[:, 0].mean(), red[:, -1].mean()
         flips += left > right
         # the first and last output pixels sit half a pixel in from the crop's edges
@@ -65,13 +72,18 @@ def test_cropping_needs_a_seed(tmp_path):
         RecordSet((), 3).examples(SIZE, crop=True)
 
 
-def channels(tmp_path) -> dict[str, Split]:
+def splits_of(tmp_path) -> dict[str, Split]:
     pictures = [np.roll(ramps(), 7 * n, axis=1)[:SIZE, :SIZE] for n in range(12)]
     items = [(str(n), save_image(Image.fromarray(p), "PNG"), n % 3) for n, p in enumerate(pictures)]  # fmt: skip
     write_channel(items, tmp_path / "records", "train", ("a", "b", "c"), shard_mb=0.002)
     records = load_channel(tmp_path / "records", "training.npz", "train", SIZE, 3)
+    for n, picture in enumerate(pictures):
+        (tmp_path / "folder" / "abc"[n % 3]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(picture).save(tmp_path / "folder" / "abc"[n % 3] / f"{n}.png")
+    folder = load_channel(tmp_path / "folder", "training.npz", "train", SIZE, 3)
     labels = np.arange(12, dtype=np.int32) % 3
-    return {"records": records, "npz": Split(np.stack(pictures), labels, None, tmp_path, image_size=SIZE)}  # fmt: skip
+    npz = Split(np.stack(pictures), labels, None, tmp_path, image_size=SIZE)
+    return {"records": records, "folder": folder, "npz": npz}
 
 
 def batches(split: Split, epoch: int, augmentation: Augmentation) -> list[np.ndarray]:
@@ -83,7 +95,7 @@ def test_records_crop_as_they_decode_and_other_channels_crop_batches(tmp_path, m
     calls = []
     batch_crop = augment.AUGMENTATIONS["inception_crop"]
     monkeypatch.setitem(augment.AUGMENTATIONS, "inception_crop", lambda *a: calls.append(1) or batch_crop(*a))  # fmt: skip
-    splits, cropping = channels(tmp_path), Augmentation("inception_crop")
+    splits, cropping = splits_of(tmp_path), Augmentation("inception_crop")
     first = batches(splits["records"], 0, cropping)
     assert calls == []  # the batches were not cropped again
     again, later = batches(splits["records"], 0, cropping), batches(splits["records"], 1, cropping)
@@ -93,5 +105,10 @@ def test_records_crop_as_they_decode_and_other_channels_crop_batches(tmp_path, m
     assert not any(np.array_equal(a[0], b[0]) for a, b in zip(first, plain, strict=True))
     batches(splits["npz"], 0, cropping)
     assert calls  # in memory: the batch-level crop
+    calls.clear()
+    monkeypatch.setattr(channels, "CACHE_LIMIT_BYTES", 0)  # a folder decoded every epoch
+    folder = batches(splits["folder"], 0, cropping)
+    assert calls == [] and folder[0][0].shape == (4, SIZE, SIZE, 3)
+    assert np.array_equal(folder[0][0], batches(splits["folder"], 0, cropping)[0][0])
     mixed = batches(splits["records"], 0, Augmentation("inception_crop", mixup=0.4))
     assert not all(np.isin(targets, (0, 1)).all() for _, targets in mixed)  # mixed batches

@@ -10,10 +10,10 @@ flip). Each format is read the trainer's way (`pipeline.epoch_batches`: shuffled
 by 256, as float32 pixels and one-hot targets):
 
 - npz: the decoded pixels in memory, no decoding; the crop on the batch;
-- folder (Pillow): the image-folder reader, each file through `images.decode` in
-  `tf.numpy_function`, file names shuffled before decoding (its path for folders over its
-  4 GiB cache; a folder that fits decodes once, then reads from memory like npz); the
-  crop on the batch;
+- folder (Pillow): the image-folder reader, each file through `images.decode` (at 224
+  `images.decode_cropped`) in `tf.numpy_function`, file names shuffled before decoding:
+  its path for a folder over its 4 GiB cache (one that fits decodes once, then reads
+  from memory like npz);
 - folder (TensorFlow): the files read by `tf.io.read_file` and decoded by
   `record_decode`, cropping as they decode, as record channels do (a candidate, not the
   trainer's reader);
@@ -86,8 +86,8 @@ def one_pass(dataset: tf.data.Dataset) -> Callable[[], float]:
         if not warm:
             warm.extend(1 for _ in dataset)
         count, start = 0, time.perf_counter()
-        for images, *_ in dataset:
-            count += int(images.shape[0])
+        for batch in dataset:
+            count += int((batch[0] if isinstance(batch, tuple) else batch).shape[0])
         return count / (time.perf_counter() - start)
 
     return timed
@@ -162,13 +162,10 @@ def formats(encoded: list[bytes], size: int, workdir: Path, crop: bool) -> dict[
 
         return files.enumerate().map(read, num_parallel_calls=tf.data.AUTOTUNE)
 
-    def pillow_folder(seed: tf.Tensor) -> tf.data.Dataset:
-        return split.decoded(split.files().shuffle(len(split), seed=seed))
-
     return {
         "npz": (npz, None),
         # as for a folder over its cache: file names shuffled, each decoded every epoch
-        "folder (Pillow)": (split, pillow_folder),
+        "folder (Pillow)": (split, None),
         "folder (TensorFlow)": (split, tensorflow_folder),
         "records": (records, None),
     }
@@ -197,14 +194,18 @@ def floors(encoded: list[bytes], size: int) -> dict[str, Callable[[], float]]:
 def measure(encoded: list[bytes], size: int, workdir: Path, rounds: int) -> dict:
     """Each format's training batches, the trainer's way (`pipeline.epoch_batches`), at
     224 with `--augment inception_crop`, against the floors: the best of `rounds`."""
+    from sagevit.data import channels
+    from sagevit.data.channels import CACHE_LIMIT_BYTES
     from sagevit.data.pipeline import Augmentation, epoch_batches
 
     augmentation = Augmentation("inception_crop" if size >= 224 else "none")
+    channels.CACHE_LIMIT_BYTES = 0  # folders as over their cache: decoded every epoch
     passes = {}
     for name, (split, shuffled) in formats(encoded, size, workdir, size >= 224).items():
         batches = epoch_batches(split, BATCH, epoch=0, num_classes=10, seed=0, augmentation=augmentation, shuffled=shuffled)  # fmt: skip
         passes[name] = one_pass(batches)
     best = best_rates(passes | floors(encoded, size), rounds)
+    channels.CACHE_LIMIT_BYTES = CACHE_LIMIT_BYTES
     floor = {"Pillow": best.pop("floor: Pillow"), "TensorFlow": best.pop("floor: TensorFlow")}
     shares = {
         "npz": None,

@@ -3,7 +3,8 @@
 Every op is a TensorFlow op on a (B, H, W, 3) float batch with a per-batch seed,
 so augmentation runs in tf.data's threads with no Python per example, and a
 fixed seed gives the same stream of augmentations. The exception (AT_DECODE): a record
-channel crops each image as it decodes it (`record_decode.decode_cropped`).
+channel, or a folder too large for its cache, crops each image as it decodes it
+(`record_decode.decode_cropped`, `images.decode_cropped`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from sagevit.data import CROP_AREA, CROP_ASPECT
 from sagevit.data.randaugment import rand_augment
-
-# Inception's random resized crop (Szegedy et al. 2015), as timm's and big_vision's
-# fine-tuning recipes use it: the crop's share of the area, and its width / height.
-CROP_AREA = (0.08, 1.0)
-CROP_ASPECT = (3 / 4, 4 / 3)
 
 
 def crop_flip(images: tf.Tensor, seed: tf.Tensor, pad: int = 4) -> tf.Tensor:
@@ -138,9 +135,9 @@ AUGMENTATIONS: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
     "inception_crop": lambda images, seed: resized_crop_flip(images, seed, CROP_AREA),
     "rand_augment": rand_augment_batch,
 }
-# What a record channel does per image as it decodes, from the full-size image (a JPEG
-# decodes only the crop), instead of on the batch: `--augment inception_crop` at 224 costs
-# then less than decoding the whole image (docs/training.md, "Large datasets").
+# What a record channel (or an uncached folder) does per image as it decodes, from the
+# full-size image, instead of on the batch: one resize instead of two (a JPEG record
+# decodes only the crop's window); docs/training.md, "Large datasets".
 AT_DECODE = frozenset({"inception_crop"})
 
 

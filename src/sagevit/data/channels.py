@@ -91,24 +91,36 @@ class Split:
         """A folder's (path, int32 label) pairs."""
         return tf.data.Dataset.from_tensor_slices((self.paths, self.labels))
 
-    def decoded(self, files: tf.data.Dataset) -> tf.data.Dataset:
+    def decoded(self, files: tf.data.Dataset, crop_seed: tf.Tensor | None = None) -> tf.data.Dataset:  # fmt: skip
         """(path, label) -> (uint8 (size, size, 3), label): in parallel, each file through
-        the server's decoder (sagevit.data.images): the same file gives the same pixels."""
+        the server's decoder (sagevit.data.images): the same file gives the same pixels.
+        With `crop_seed`, a random resized crop and flip of each (`images.decode_cropped`),
+        seeded by (crop_seed, its place in `files`)."""
         size = self.image_size
 
-        def read(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            image = tf.numpy_function(read_image_file, [path, size], tf.uint8, stateful=False)
+        def read(path: tf.Tensor, label: tf.Tensor, *seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:  # fmt: skip
+            image = tf.numpy_function(read_image_file, [path, size, *seed], tf.uint8, stateful=False)  # fmt: skip
             return tf.ensure_shape(image, (size, size, 3)), label
 
-        return files.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+        if crop_seed is None:
+            return files.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+        first = tf.cast(crop_seed, tf.int64)
+        return files.enumerate().map(
+            lambda number, file: read(*file, tf.stack([first, number])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
 
 
-def read_image_file(path: bytes, size: int) -> np.ndarray:
-    """(size, size, 3) uint8 pixels of one image file; a damaged file is a DataError."""
+def read_image_file(path: bytes, size: int, crop_seed: np.ndarray | None = None) -> np.ndarray:
+    """(size, size, 3) uint8 pixels of one image file, or with a (2,) `crop_seed` a random
+    resized crop of it; a damaged file is a DataError."""
     path = os.fsdecode(path)
     try:
         with open(path, "rb") as handle:
-            return images.decode(handle.read(), int(size))
+            data = handle.read()
+        if crop_seed is None:
+            return images.decode(data, int(size))
+        return images.decode_cropped(data, int(size), crop_seed.tolist())
     except images.ImageError as error:
         raise DataError(f"{path}: {error}") from None
 

@@ -31,11 +31,15 @@ Every refusal is an ImageError with one sentence that names the limit.
 from __future__ import annotations
 
 import io
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from sagevit.data import CROP_AREA, CROP_ASPECT
 
 FORMATS = ("JPEG", "PNG", "GIF", "BMP")
 MAX_PIXELS = 40_000_000
@@ -174,6 +178,33 @@ def _eight_bit(image: Image.Image) -> Image.Image:
 def decode(data: bytes, size: int) -> np.ndarray:
     """(size, size, 3) uint8 RGB pixels of an encoded image, or ImageError."""
     return _pixels(data, size)
+
+
+def decode_cropped(data: bytes, size: int, seed: Sequence[int]) -> np.ndarray:
+    """Training only (`--augment inception_crop` on an image folder): Inception's random
+    crop of the upright image (CROP_AREA of it, width / height within CROP_ASPECT; the
+    whole image if 10 tries miss), resized to (size, size, 3), flipped left-right for
+    half of the seeds. The crop and the resize are one Pillow resize."""
+    rng = np.random.default_rng(list(seed))
+    image = Image.fromarray(_pixels(data, None))
+    box = _inception_box(*image.size, rng)
+    image = image.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _inception_box(width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:  # fmt: skip
+    """(left, top, right, bottom) of a random crop, as tf.image's Inception sampler draws it."""
+    log_aspect = [math.log(bound) for bound in CROP_ASPECT]
+    for _ in range(10):
+        area = rng.uniform(*CROP_AREA) * width * height
+        aspect = math.exp(rng.uniform(*log_aspect))
+        w, h = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+            return left, top, left + w, top + h
+    return 0, 0, width, height
 
 
 def full_size(data: bytes) -> np.ndarray:

@@ -38,9 +38,11 @@ class Augmentation:
         return self.name != "none" or self.mixup > 0 or self.cutmix > 0
 
     def at_decode(self, split: Split) -> bool:
-        """Whether `split`'s images are cropped as they decode (a record channel, AT_DECODE),
-        which leaves only the mixing to the batches."""
-        return self.name in AT_DECODE and split.records is not None
+        """Whether `split`'s images are cropped as they decode (AT_DECODE: a record channel,
+        or a folder that decodes every epoch), which leaves only the mixing to the batches.
+        A cached folder decodes once: its crops are on the batches, as for npz."""
+        streamed = split.records is not None or (split.paths is not None and not split.cached)
+        return self.name in AT_DECODE and streamed
 
 
 def evaluation_batches(split: Split, batch_size: int, num_classes: int) -> tf.data.Dataset:
@@ -94,7 +96,7 @@ def worker_examples(
     Otherwise every workers-th example; of records, every workers-th shard (fewer shards
     than workers: every workers-th record). `share_sizes` counts them. A folder too large
     for its cache is shuffled by file name before decoding, so memory stays flat. `crop`:
-    records are cropped as they decode (`Augmentation.at_decode`)."""
+    records and such folders crop as they decode (`Augmentation.at_decode`)."""
     if split.sharded_by_key:
         workers, worker = 1, 0
     if split.records is not None:
@@ -104,7 +106,10 @@ def worker_examples(
         files = split.files()  # the shuffle buffer holds names, not decoded images
         if workers > 1:
             files = files.shard(workers, worker)
-        return lambda seed: split.decoded(files.shuffle(len(split), seed=seed, reshuffle_each_iteration=False))  # fmt: skip
+        return lambda seed: split.decoded(
+            files.shuffle(len(split), seed=seed, reshuffle_each_iteration=False),
+            seed if crop else None,
+        )
     examples = split.examples()  # one pipeline (and cache) for every epoch
     if workers > 1:
         examples = examples.shard(workers, worker)

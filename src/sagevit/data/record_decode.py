@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from sagevit.data.augment import CROP_AREA, CROP_ASPECT
+from sagevit.data import CROP_AREA, CROP_ASPECT
 
 # Pillow's draft: the largest of these JPEG scale denominators that keeps both sides >= size.
 JPEG_RATIOS = (8, 4, 2, 1)
