@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from sagevit.contract import CHANNEL_FILES, TRAIN_FILE, VALIDATION_FILE
-from sagevit.data.channels import IMAGE_SUFFIXES, held_out_indices
+from sagevit.data.channels import IMAGE_SUFFIXES
+from sagevit.data.holdout import held_out_indices
 from sagevit.data.images import ImageError
 from sagevit.data.images import decode as decode_image
 from sagevit.data.record_writer import SHARD_MB, png, write_channel

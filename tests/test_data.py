@@ -167,7 +167,7 @@ def test_image_folder_errors(tmp_path):
 
 
 def test_hold_out_is_a_fixed_seed_split(channel):
-    from sagevit.data.channels import hold_out
+    from sagevit.data.holdout import hold_out
 
     split = load_channel(channel, "training.npz", "train", 32, 10)
     train, validation = hold_out(split, 0.25, seed=7)

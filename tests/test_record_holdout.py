@@ -9,7 +9,8 @@ import pytest
 from conftest import tiny_flags
 from test_records import CLASSES, SIZE, records_channel
 
-from sagevit.data.channels import hold_out, load_channel
+from sagevit.data.channels import load_channel
+from sagevit.data.holdout import hold_out
 from sagevit.data.pipeline import worker_examples
 from sagevit.errors import DataError
 from sagevit.flags import parse_hyperparameters

@@ -22,7 +22,8 @@ import tensorflow as tf
 
 from sagevit.config import Hyperparameters
 from sagevit.contract import TRAIN_FILE, VALIDATION_FILE
-from sagevit.data.channels import InputConfig, hold_out, load_channel, resolve_class_names
+from sagevit.data.channels import InputConfig, load_channel, resolve_class_names
+from sagevit.data.holdout import hold_out
 from sagevit.data.pipeline import Augmentation
 from sagevit.data.training_data import TrainingData, agree_steps
 from sagevit.errors import ConfigError

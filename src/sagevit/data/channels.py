@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from sagevit.contract import INDEX_CHANNEL_SUFFIX
 from sagevit.data import images
-from sagevit.data.records import HoldOut, RecordSet, is_record_channel, load_records
+from sagevit.data.records import RecordSet, is_record_channel, load_records
 from sagevit.errors import DataError
 from sagevit.platform.npz import NpzError, read_npz
 from sagevit.platform.watchdog import no_beat
@@ -123,42 +123,6 @@ def read_image_file(path: bytes, size: int, crop_seed: np.ndarray | None = None)
         return images.decode_cropped(data, int(size), crop_seed.tolist())
     except images.ImageError as error:
         raise DataError(f"{path}: {error}") from None
-
-
-def held_out_indices(total: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held out) indices: a fixed-seed shuffle of `total`, the last `count` held out."""
-    order = np.random.default_rng(seed).permutation(total)
-    return order[:-count], order[-count:]
-
-
-def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """(train, validation): a fixed-seed shuffle, the last `fraction` held out."""
-    count = round(len(split) * fraction)
-    if not 0 < count < len(split):
-        raise DataError(
-            f"--validation-split {fraction} of {len(split)} examples leaves an empty side"
-        )
-    if split.records is not None:
-        return _hold_out_records(split, fraction)
-    kept, held = held_out_indices(len(split), count, seed)
-    return split.subset(kept), split.subset(held)
-
-
-def _hold_out_records(split: Split, fraction: float) -> tuple[Split, Split]:
-    """A record channel's (train, validation): a `fraction` of every shard (HoldOut)."""
-    if split.sharded_by_key:
-        raise DataError(
-            f"--validation-split cannot hold out records of the ShardedByS3Key channel {split.source}:"
-            " each host would validate on a different part; give a validation channel"
-            " (make data FORMAT=tfrecord writes one)"
-        )
-    train, validation = (
-        replace(split, records=replace(split.records, hold_out=HoldOut(fraction, held)))
-        for held in (False, True)
-    )
-    if not len(validation):
-        raise DataError(f"--validation-split {fraction} holds out no record of the {len(split.records.shards)} shard(s) of {split.source} (each shard gives floor(records x fraction))")  # fmt: skip
-    return train, validation
 
 
 def find_channel_file(channel_dir: str | Path, preferred: str, channel: str) -> Path:
