@@ -156,6 +156,17 @@ def test_network_guard_covers_subprocesses(tmp_path):
     assert log.read_text() == "resolving 'aws.amazon.com'\n"
 
 
+def test_bench_accuracy_resumes_a_run_from_the_epoch_its_checkpoints_or_backup_reached(tmp_path):
+    from scripts.bench.accuracy import first_epoch
+
+    assert first_epoch(tmp_path, "default") == first_epoch(tmp_path, "seed") == 1
+    (tmp_path / "default-checkpoints").mkdir()
+    for name in ("ckpt-0003-000000.npz", "ckpt-0004-000120.npz", ".ckpt-0009-000000.tmp"):
+        (tmp_path / "default-checkpoints" / name).touch()
+    (tmp_path / "seed-epochs.json").write_text('[{"epoch": 1}, {"epoch": 2}]')
+    assert (first_epoch(tmp_path, "default"), first_epoch(tmp_path, "seed")) == (4, 3)
+
+
 def test_bench_accuracy_reads_its_targets_in_seed_epochs():
     from scripts.bench.accuracy import curve, targets
 
@@ -169,6 +180,8 @@ def test_bench_accuracy_reads_its_targets_in_seed_epochs():
         "seed": run([0.3, 0.6], 100.0),
     }
     assert curve(runs["fast"]) == [(0.4, 0.55), (0.8, 0.62)]
+    resumed = run([0.55, 0.62], 40.0) | {"epochs": [{"epoch": 1, "val_accuracy": 0.55, "seconds": 40.0, "seed_epoch_s": 20.0}, {"epoch": 2, "val_accuracy": 0.62, "seconds": 40.0}]}  # fmt: skip
+    assert curve(resumed) == [(2.0, 0.55), (2.4, 0.62)]  # epoch 1 ran on a day of 20 s seed-epochs
     measured = [(row["measured"], row["hit"]) for row in targets(runs)]
     # The best within 60 seed-epochs is epoch 3's (60); epoch 4 (80) is past it.
     assert measured == [(0.88, True), (0.88, False), (0.8, True), (0.91, True)]

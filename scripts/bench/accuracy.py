@@ -12,8 +12,8 @@ on this machine, because absolute seconds drift several-fold between days (and a
 after its runs, recorded as `seed_epoch_s_after`: they drift within an hour too). Then the
 runs, each in a fresh process of its own, one after another (RUNS below). A run's
 time is its training wall time (compilation and validation in; loading data and export
-out, as `--time-budget` counts it), converted to seed-epochs with the unit of the
-invocation that ran it. Our runs checkpoint every epoch and the seed's fit backs up
+out, as `--time-budget` counts it), each epoch converted to seed-epochs with the unit
+of the invocation that trained it. Our runs checkpoint every epoch and the seed's fit backs up
 every epoch, so an interrupted run resumes when the same command runs again; the runs
 not named keep their last result. Prints a table and writes bench/results/accuracy.json
 and accuracy.png (validation accuracy against minutes and against seed-epochs; the
@@ -41,6 +41,7 @@ from sagevit.data.channels import load_channel
 from sagevit.flags import parse_hyperparameters
 from sagevit.job import run
 from sagevit.model.vit import load_model
+from sagevit.training.checkpoints import NAME
 from scripts.bench.common import (
     DEFAULT_ARCHIVE,
     EpochTimer,
@@ -167,11 +168,12 @@ def flip_tta(model_file: Path, channel: Path) -> dict:
 
 
 def curve(result: dict) -> list[tuple[float, float]]:
-    """(seed-epochs so far, validation accuracy) after every epoch of a run's result."""
-    points, seconds = [], 0.0
+    """(seed-epochs so far, validation accuracy) after every epoch of a run's result, each
+    epoch in the unit of the invocation that trained it (its `seed_epoch_s`, else the run's)."""
+    points, spent = [], 0.0
     for epoch in result["epochs"]:
-        seconds += epoch["seconds"]
-        points.append((seconds / result["seed_epoch_s"], epoch["val_accuracy"]))
+        spent += epoch["seconds"] / epoch.get("seed_epoch_s", result["seed_epoch_s"])
+        points.append((spent, epoch["val_accuracy"]))
     return points
 
 
@@ -247,7 +249,8 @@ def plot(runs: dict, path: Path) -> None:
             continue
         points = curve(result)
         units, accuracies = [t for t, _ in points], [a for _, a in points]
-        by_time.plot([t * result["seed_epoch_s"] / 60 for t in units], accuracies, marker=".", label=name)  # fmt: skip
+        minutes = np.cumsum([epoch["seconds"] for epoch in result["epochs"]]) / 60
+        by_time.plot(minutes, accuracies, marker=".", label=name)
         by_unit.plot(units, accuracies, marker=".", label=name)
     by_time.set(xlabel="training wall time (minutes, this machine)", ylabel="validation accuracy")
     by_unit.set(xlabel="seed-epochs", xscale="log")
@@ -264,10 +267,30 @@ def child(name: str, channel: Path, workdir: Path, unit: float) -> dict | float:
     if name == "unit":
         return seed_epoch_seconds(channel)
     spec = RUNS[name]
+    ledger = workdir / f"{name}-units.json"
+    units = json.loads(ledger.read_text()) if ledger.exists() else []
+    ledger.write_text(json.dumps([*units, [first_epoch(workdir, name), unit]]))
     if spec.seed:
-        return {"epochs": seed_recipe(channel, workdir)}
-    budget = ["--time-budget", f"{spec.budget * unit:.1f}"] if spec.budget else []
-    return our_recipe(channel, workdir, name, [*spec.flags, *budget])
+        result = {"epochs": seed_recipe(channel, workdir)}
+    else:
+        budget = ["--time-budget", f"{spec.budget * unit:.1f}"] if spec.budget else []
+        result = our_recipe(channel, workdir, name, [*spec.flags, *budget])
+    units = json.loads(ledger.read_text())
+    ledger.unlink()
+    for epoch in result["epochs"]:  # the unit of the last invocation that reached it
+        epoch["seed_epoch_s"] = next(u for first, u in reversed(units) if first <= epoch["epoch"])
+    return result
+
+
+def first_epoch(workdir: Path, name: str) -> int:
+    """The first epoch (from 1) this invocation trains of a run: a run resumed, perhaps on
+    another day several-fold slower or faster, converts each epoch to seed-epochs with the
+    unit of the invocation that trained it (the `<run>-units.json` ledger)."""
+    if RUNS[name].seed:
+        done = workdir / "seed-epochs.json"
+        return len(json.loads(done.read_text())) + 1 if done.exists() else 1
+    names = (NAME.match(p.name) for p in (workdir / f"{name}-checkpoints").glob("ckpt-*.npz"))
+    return max((int(found[1]) for found in names if found), default=1)
 
 
 def selected_runs(names: str) -> list[str]:
