@@ -122,8 +122,9 @@ build-standin: ## Build the image on the stand-in TensorFlow base, as CI does; p
 		-t $(STANDIN_IMAGE) . >&2 && \
 	echo $(STANDIN_IMAGE)
 
-image: # Build IMAGE unless it exists already
-	@docker image inspect $(IMAGE) >/dev/null 2>&1 || $(MAKE) build
+# train-local, serve-local and demo run the image of the code as it is now: an existing
+# IMAGE would be the code of its day (docker's layer cache makes an unchanged tree quick).
+image: build
 
 train-local: install image ## Train in the image with build/local/opt_ml as /opt/ml (DATA=, EPOCHS=, TIME_BUDGET=, PRETRAINED=, HYPERPARAMETERS=)
 	$(PY) -m scripts.local.demo --image $(IMAGE) --train-only --workdir $(LOCAL_DIR) $(if $(DATA),--data $(DATA)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
