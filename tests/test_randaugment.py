@@ -1,11 +1,12 @@
-"""The CCT recipe's augmentation: RandAugment, random resized crop, random erasing, cutmix."""
+"""The CCT recipe's augmentation (RandAugment, random resized crop, random erasing, cutmix)
+and TrivialAugment."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from sagevit.data.augment import augment_batch, cutmix, mixup, random_erasing, resized_crop_flip
-from sagevit.data.randaugment import OPS, rand_augment
+from sagevit.data.randaugment import OPS, one_operation, rand_augment, trivial_augment
 
 SEED = tf.constant([3, 4])
 
@@ -47,6 +48,29 @@ def test_rand_augment_is_seeded_and_draws_per_image():
     assert not np.array_equal(out, rand_augment(images, tf.constant([5, 6])))
     distinct = {np.round(image, 2).tobytes() for image in out.numpy()}
     assert len(distinct) > 32  # copies of one image got different operations
+
+
+def test_one_operation_runs_each_images_draw_on_that_image_alone():
+    images = photos(64)
+    choice, sign = tf.constant([7, 8]), tf.constant([9, 10])
+    out = one_operation(images, choice, sign, tf.fill([64], 9.0)).numpy()
+    chosen = tf.random.stateless_uniform([64], choice, 0, len(OPS), dtype=tf.int32).numpy()
+    v = np.where(tf.random.stateless_uniform([64], sign).numpy() < 0.5, -0.9, 0.9)
+    assert len(set(chosen)) == len(OPS)  # every operation has images, and none is skipped
+    operations = list(OPS.values())
+    for i in range(64):
+        alone = operations[chosen[i]](images[i : i + 1], tf.constant([v[i]], tf.float32))
+        np.testing.assert_allclose(out[i], alone[0], atol=1e-3, err_msg=list(OPS)[chosen[i]])
+
+
+def test_trivial_augment_is_seeded_one_operation_per_image_at_any_strength():
+    images = tf.repeat(photos(1), 64, axis=0)
+    out = trivial_augment(images, SEED)
+    np.testing.assert_array_equal(out, trivial_augment(images, SEED))
+    assert not np.array_equal(out, trivial_augment(images, tf.constant([5, 6])))
+    changes = np.abs(out.numpy() - images.numpy()).mean(axis=(1, 2, 3))
+    assert len({np.round(c, 3) for c in changes}) > 32  # operations and strengths per image
+    assert trivial_augment(photos(1), SEED).shape == (1, 16, 16, 3)  # most operations get none
 
 
 def test_resized_crop_flip_crops_within_the_image_and_flips_half():
@@ -93,9 +117,10 @@ def test_mixing_takes_mixup_or_cutmix_per_batch_and_keeps_mixups_stream():
     assert kinds == {"mixup", "cutmix"}
 
 
-def test_the_rand_augment_recipe_runs_in_the_pipeline_and_stays_in_range():
+@pytest.mark.parametrize("augment", ["rand_augment", "trivial_augment"])
+def test_the_recipe_runs_in_the_pipeline_and_stays_in_range(augment):
     images, targets = photos(16, 32), tf.one_hot(np.arange(16) % 10, 10)
-    out, mixed = augment_batch(images, targets, tf.constant([1, 2, 3, 4]), "rand_augment", 0.8, 1.0)  # fmt: skip
+    out, mixed = augment_batch(images, targets, tf.constant([1, 2, 3, 4]), augment, 0.8, 1.0)
     assert out.shape == images.shape
     assert float(tf.reduce_min(out)) >= 0.0 and float(tf.reduce_max(out)) <= 255.0 + 1e-3
     np.testing.assert_allclose(mixed.numpy().sum(axis=1), 1.0, atol=1e-6)

@@ -205,6 +205,16 @@ def test_bench_accuracy_names_its_runs_and_every_ablation():
         selected_runs("default,nope")
 
 
+def test_bench_serve_exports_each_preset_as_the_trainer_does(tmp_path):
+    """The default serves flip TTA (twice the model's compute), so bench-serve times it so."""
+    from sagevit.contract import METADATA_FILE
+    from scripts.bench.serve import export_preset_model
+
+    for preset, flipped in (("default", True), ("v1", False)):
+        folder = export_preset_model(tmp_path / preset, preset)
+        assert json.loads((folder / METADATA_FILE).read_text())["flip_tta"] is flipped, preset
+
+
 def test_bench_accuracy_resumes_an_interrupted_run_and_then_starts_afresh(tmp_path):
     from sagevit.flags import parse_hyperparameters
     from sagevit.job import run

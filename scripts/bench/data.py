@@ -149,6 +149,7 @@ def formats(encoded: list[bytes], size: int, workdir: Path, crop: bool) -> dict[
     """Each channel format as (Split, its examples as a function of the epoch's seed, or
     None for the trainer's own: `pipeline.worker_examples`)."""
     from sagevit.data import images
+    from sagevit.data.augment import with_example_seeds
     from sagevit.data.channels import Split, load_channel
     from sagevit.data.record_decode import decode, decode_cropped
     from sagevit.data.record_writer import write_channel
@@ -172,10 +173,10 @@ def formats(encoded: list[bytes], size: int, workdir: Path, crop: bool) -> dict[
         if not crop:
             return files.map(lambda p: (decode(tf.io.read_file(p), size, stored), 0), num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
 
-        def read(number: tf.Tensor, path: tf.Tensor) -> tuple:
-            return decode_cropped(tf.io.read_file(path), size, tf.stack([seed, number]), stored), 0
+        def read(crop_seed: tf.Tensor, path: tf.Tensor) -> tuple:
+            return decode_cropped(tf.io.read_file(path), size, crop_seed, stored), 0
 
-        return files.enumerate().map(read, num_parallel_calls=tf.data.AUTOTUNE)
+        return with_example_seeds(files, seed).map(read, num_parallel_calls=tf.data.AUTOTUNE)
 
     return {
         "npz": (npz, None),

@@ -176,14 +176,16 @@ def in_process_floor(model_dir: Path, seconds: float) -> dict:
 
 
 def export_preset_model(model_dir: Path, preset: str = "default") -> Path:
-    """A preset's ViT (random weights: speed does not depend on them), exported."""
+    """A preset's ViT (random weights: speed does not depend on them), exported as the
+    trainer exports it: with flip TTA where the preset serves it (the default does)."""
     from sagevit.data.channels import CIFAR10_CLASSES
     from sagevit.flags import parse_hyperparameters
     from sagevit.model.vit import build_vit
     from sagevit.training.export import export_model
 
     hp = parse_hyperparameters(["--preset", preset])
-    export_model(build_vit(**hp.model_kwargs()), model_dir, CIFAR10_CLASSES, hp.to_dict())
+    model = build_vit(**hp.model_kwargs())
+    export_model(model, model_dir, CIFAR10_CLASSES, hp.to_dict(), flip_tta=hp.flip_tta)
     return model_dir
 
 

@@ -191,7 +191,8 @@ class Hyperparameters:
         "crop_flip",
         "none; crop_flip: 4-pixel pad, random crop, flip; inception_crop: random resized crop"
         " (8-100% of the area, aspect 3/4-4/3) and flip, as records decode; rand_augment: random"
-        " resized crop, flip, RandAugment (2 ops, magnitude 9, std 0.5), random erasing 0.25 (timm's)",
+        " resized crop, flip, RandAugment (2 ops, magnitude 9, std 0.5), random erasing 0.25 (timm's);"
+        " trivial_augment: crop_flip, then TrivialAugment (1 op, magnitude uniform over 0-10)",
         choices=AUGMENTS,
     )
     mixup: float = _field(0.0, "mixup Beta(alpha, alpha) parameter; 0 turns it off", bounds=MIXING)

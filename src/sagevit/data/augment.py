@@ -15,7 +15,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from sagevit.data import CROP_AREA, CROP_ASPECT
-from sagevit.data.randaugment import rand_augment
+from sagevit.data.randaugment import rand_augment, trivial_augment
 
 
 def crop_flip(images: tf.Tensor, seed: tf.Tensor, pad: int = 4) -> tf.Tensor:
@@ -127,6 +127,13 @@ def rand_augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return random_erasing(images, erasing)
 
 
+def trivial_augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """TrivialAugment's CIFAR recipe, less its cutout: the 4-pixel crop and flip, then one
+    random operation per image."""
+    crop, operation = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    return trivial_augment(tf.clip_by_value(crop_flip(images, crop), 0, 255), operation)
+
+
 # `--augment NAME`: each name's pixel operations on a (B, H, W, 3) batch, given a (2,) seed.
 # Adding one: its function here, and its name in `sagevit.data.AUGMENTS` (what config takes).
 AUGMENTATIONS: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
@@ -134,11 +141,20 @@ AUGMENTATIONS: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
     "crop_flip": crop_flip,
     "inception_crop": lambda images, seed: resized_crop_flip(images, seed, CROP_AREA),
     "rand_augment": rand_augment_batch,
+    "trivial_augment": trivial_augment_batch,
 }
 # What a record channel (or an uncached folder) does per image as it decodes, from the
 # full-size image, instead of on the batch: one resize instead of two (a JPEG record
 # decodes only the crop's window); docs/training.md, "Large datasets".
 AT_DECODE = frozenset({"inception_crop"})
+
+
+def with_example_seeds(examples: tf.data.Dataset, seed: tf.Tensor | int) -> tf.data.Dataset:
+    """Each element x of `examples` as (its (2,) int64 stateless seed, x): the seed is
+    (`seed`, x's place in the stream), so the same epoch seed gives the same draw per place,
+    the seed an AT_DECODE augmentation takes."""
+    first = tf.cast(seed, tf.int64)
+    return examples.enumerate().map(lambda number, x: (tf.stack([first, number]), x))
 
 
 def augment_batch(

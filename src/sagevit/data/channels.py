@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from sagevit.contract import INDEX_CHANNEL_SUFFIX
 from sagevit.data import images
+from sagevit.data.augment import with_example_seeds
 from sagevit.data.records import RecordSet, is_record_channel, load_records
 from sagevit.errors import DataError
 from sagevit.platform.npz import NpzError, read_npz
@@ -104,10 +105,8 @@ class Split:
 
         if crop_seed is None:
             return files.map(read, num_parallel_calls=tf.data.AUTOTUNE)
-        first = tf.cast(crop_seed, tf.int64)
-        return files.enumerate().map(
-            lambda number, file: read(*file, tf.stack([first, number])),
-            num_parallel_calls=tf.data.AUTOTUNE,
+        return with_example_seeds(files, crop_seed).map(
+            lambda seed, file: read(*file, seed), num_parallel_calls=tf.data.AUTOTUNE
         )
 
 

@@ -1,9 +1,11 @@
-"""RandAugment (Cubuk et al. 2020) as timm's `rand-m9-mstd0.5` spells it, per image.
+"""RandAugment (Cubuk et al. 2020) as timm's `rand-m9-mstd0.5` spells it, and
+TrivialAugment (Müller & Hutter 2021), per image.
 
 Each image gets `num_ops` operations drawn uniformly from OPS, each at a magnitude
 drawn from N(magnitude, magnitude_std) on timm's 0-10 scale, with a random sign
-where an operation has a direction. Every operation is computed for the whole
-batch (cheap at CIFAR sizes) and each image keeps the one it drew.
+where an operation has a direction. TrivialAugment: one operation per image, at a
+magnitude uniform over the scale. Each operation runs on the images that drew it
+(`tf.dynamic_partition`), so an image costs one operation, not all of them.
 
 Why not `keras.layers.RandAugment`: it draws one list of operations for the whole
 batch (every image of a batch gets the same ones) from a stateful generator, so it
@@ -128,12 +130,28 @@ def rand_augment(
     batch = tf.shape(images)[0]
     for seed_i in tf.unstack(tf.random.experimental.stateless_split(seed, num_ops)):
         seeds = tf.random.experimental.stateless_split(seed_i, 3)
-        chosen = tf.random.stateless_uniform([batch], seeds[0], 0, len(OPS), dtype=tf.int32)
         strength = magnitude + magnitude_std * tf.random.stateless_normal([batch], seeds[1])
-        sign = tf.where(tf.random.stateless_uniform([batch], seeds[2]) < 0.5, -1.0, 1.0)
-        v = sign * tf.clip_by_value(strength, 0.0, 10.0) / 10.0  # (B,) in [-1, 1]
-        out = images
-        for index, op in enumerate(OPS.values()):
-            out = tf.where((chosen == index)[:, None, None, None], op(images, v), out)
-        images = out
+        images = one_operation(images, seeds[0], seeds[2], strength)
     return images
+
+
+def trivial_augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """TrivialAugment (Müller & Hutter 2021) over RandAugment's operations and ranges (the
+    paper's "TA (RA)"): one operation per image at a magnitude uniform over 0-10."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    strength = tf.random.stateless_uniform([tf.shape(images)[0]], seeds[1], 0.0, 10.0)
+    return one_operation(images, seeds[0], seeds[2], strength)
+
+
+def one_operation(
+    images: tf.Tensor, choice_seed: tf.Tensor, sign_seed: tf.Tensor, strength: tf.Tensor
+) -> tf.Tensor:
+    """Each image through one operation of OPS, drawn uniformly, at its (B,) `strength` of 10
+    with a random sign. Each operation runs only on the images that drew it."""
+    batch = tf.shape(images)[0]
+    chosen = tf.random.stateless_uniform([batch], choice_seed, 0, len(OPS), dtype=tf.int32)
+    sign = tf.where(tf.random.stateless_uniform([batch], sign_seed) < 0.5, -1.0, 1.0)
+    v = sign * tf.clip_by_value(strength, 0.0, 10.0) / 10.0  # (B,) in [-1, 1]
+    places, groups, group_vs = (tf.dynamic_partition(x, chosen, len(OPS)) for x in (tf.range(batch), images, v))  # fmt: skip
+    outs = [op(*args) for op, *args in zip(OPS.values(), groups, group_vs, strict=True)]
+    return tf.ensure_shape(tf.dynamic_stitch(places, outs), images.shape)

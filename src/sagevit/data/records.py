@@ -31,6 +31,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from sagevit.contract import INDEX_CHANNEL_SUFFIX, INDEX_FILE
+from sagevit.data.augment import with_example_seeds
 from sagevit.data.record_decode import Stored, decode, decode_cropped
 from sagevit.errors import DataError
 
@@ -166,19 +167,13 @@ class RecordSet:
             buffer = max(1, min(len(self), SHUFFLE_RECORDS, (SHUFFLE_MB << 20) // (size * size * 3)))  # fmt: skip
             records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
         if crop:
-            first = tf.cast(seed, tf.int64)
+            records = with_example_seeds(records, seed)
 
-            def cropped(number: tf.Tensor, record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-                return parse(record, size, self.num_classes, self.stored, tf.stack([first, number]))  # fmt: skip
+        def parsed(*element: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:  # ([crop seed,] record)
+            *crop_seed, record = element
+            return parse(record, size, self.num_classes, self.stored, *crop_seed)
 
-            return records.enumerate().map(
-                cropped, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-            )
-        return records.map(
-            lambda record: parse(record, size, self.num_classes, self.stored),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        return records.map(parsed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def _read(self, path: tf.Tensor) -> tf.data.Dataset:
         """One shard's records (those `hold_out` keeps)."""
