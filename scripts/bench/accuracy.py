@@ -15,7 +15,8 @@ time is its training wall time (compilation and validation in; loading data and 
 out, as `--time-budget` counts it), each epoch converted to seed-epochs with the unit
 of the invocation that trained it. Our runs checkpoint every epoch and the seed's fit backs up
 every epoch, so an interrupted run resumes when the same command runs again; the runs
-not named keep their last result. Prints a table and writes bench/results/accuracy.json
+not named keep their last result; `python -m scripts.bench.parking` parks the unfinished
+ones in git for a session on another machine (scripts/bench/parking.py). Prints a table and writes bench/results/accuracy.json
 and accuracy.png (validation accuracy against minutes and against seed-epochs; the
 ablations, the default recipe with one change each at one budget, are in the table only).
 """
@@ -42,6 +43,7 @@ from sagevit.flags import parse_hyperparameters
 from sagevit.job import run
 from sagevit.model.vit import load_model
 from sagevit.training.checkpoints import NAME
+from scripts.bench import parking
 from scripts.bench.common import (
     DEFAULT_ARCHIVE,
     EpochTimer,
@@ -272,6 +274,7 @@ def child(name: str, channel: Path, workdir: Path, unit: float) -> dict | float:
     if name == "unit":
         return seed_epoch_seconds(channel)
     spec = RUNS[name]
+    parking.restore(workdir, name)  # a run parked in git by another session, if any
     ledger = workdir / f"{name}-units.json"
     units = json.loads(ledger.read_text()) if ledger.exists() else []
     ledger.write_text(json.dumps([*units, [first_epoch(workdir, name), unit]]))
@@ -282,6 +285,7 @@ def child(name: str, channel: Path, workdir: Path, unit: float) -> dict | float:
         result = our_recipe(channel, workdir, name, [*spec.flags, *budget])
     units = json.loads(ledger.read_text())
     ledger.unlink()
+    parking.discard(name)
     for epoch in result["epochs"]:  # the unit of the last invocation that reached it
         epoch["seed_epoch_s"] = next(u for first, u in reversed(units) if first <= epoch["epoch"])
     return result
