@@ -12,8 +12,9 @@ from typing import Any
 # seed-epochs: one epoch of the seed notebook's own fit, timed in the same run.
 # default: the field defaults of `sagevit.config.Hyperparameters`: a hybrid ViT (a BatchNorm
 #   conv stem to 4x4 tokens of 256, two transformer blocks; 2.21M parameters), 30 epochs:
-#   88.2% in 33.9 seed-epochs, served with flip TTA (+1.1 points measured on a sibling
-#   run). `make bench-accuracy RUNS=default`.
+#   88.84% with the flip TTA it serves (87.72% without) after 30 epochs, 45.2 seed-epochs
+#   on a slow day (88.2% without TTA in 33.9 on a faster one); 85% after 22.8.
+#   `make bench-accuracy RUNS=default`.
 # fast: a quarter-width hybrid with one block (0.42M parameters) for a budget of about a
 #   minute: `--preset fast --time-budget 60`. `make bench-accuracy RUNS=fast`: 71.4% in one
 #   seed-epoch (the seed's 60% after 0.43 to 0.96 of one, depending on the day).
