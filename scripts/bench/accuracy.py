@@ -16,8 +16,8 @@ out, as `--time-budget` counts it), each epoch converted to seed-epochs with the
 of the invocation that trained it. Our runs checkpoint every epoch and the seed's fit backs up
 every epoch, so an interrupted run resumes when the same command runs again; the runs
 not named keep their last result; `python -m scripts.bench.parking` parks the unfinished
-ones in git for a session on another machine (scripts/bench/parking.py). Prints a table and writes bench/results/accuracy.json
-and accuracy.png (validation accuracy against minutes and against seed-epochs; the
+ones in git for a session on another machine (scripts/bench/parking.py). Prints a table
+and writes bench/results/accuracy.json and accuracy.png (validation accuracy against minutes and against seed-epochs; the
 ablations, the default recipe with one change each at one budget, are in the table only).
 """
 
@@ -275,7 +275,7 @@ def child(name: str, channel: Path, workdir: Path, unit: float) -> dict | float:
         return seed_epoch_seconds(channel)
     spec = RUNS[name]
     parking.restore(workdir, name)  # a run parked in git by another session, if any
-    ledger = workdir / f"{name}-units.json"
+    ledger = workdir / f"{name}{parking.LEDGER}"
     units = json.loads(ledger.read_text()) if ledger.exists() else []
     ledger.write_text(json.dumps([*units, [first_epoch(workdir, name), unit]]))
     if spec.seed:
