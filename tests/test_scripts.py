@@ -168,7 +168,7 @@ def test_bench_accuracy_resumes_a_run_from_the_epoch_its_checkpoints_or_backup_r
 
 
 def test_bench_accuracy_reads_its_targets_in_seed_epochs():
-    from scripts.bench.accuracy import curve, targets
+    from scripts.bench.accuracy_report import curve, targets
 
     def run(accuracies, seconds, unit=100.0):
         epochs = [{"epoch": i + 1, "val_accuracy": a, "seconds": seconds} for i, a in enumerate(accuracies)]  # fmt: skip
