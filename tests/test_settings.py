@@ -35,19 +35,22 @@ def test_batching_defaults_wait_at_most_2_ms():
     assert from_environ({"SAGEVIT_BATCH_WAIT_MS": "0"}).batch_wait_ms == 0  # never wait
 
 
-def test_threads_split_the_cores_between_workers():
+def test_each_worker_may_use_twice_its_share_of_the_cores_at_most_all():
     s = from_environ({"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}, cpus=8, gpu_files=[])
-    assert (s.workers, s.intra_op_threads, s.inter_op_threads) == (2, 4, 1)
+    assert (s.workers, s.intra_op_threads, s.inter_op_threads) == (2, 8, 1)
+    assert from_environ({"SAGEMAKER_MODEL_SERVER_WORKERS": "4"}, cpus=8).intra_op_threads == 4
+    assert from_environ({"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}, cpus=8).intra_op_threads == 8
+    assert from_environ({"SAGEMAKER_MODEL_SERVER_WORKERS": "5"}, cpus=2).intra_op_threads == 1
 
 
 def test_default_workers_one_per_cpu_of_the_quota_without_gpus():
     s = from_environ({}, cpus=3, gpu_files=[])
-    assert (s.workers, s.intra_op_threads, s.gpus) == (3, 1, [])
+    assert (s.workers, s.intra_op_threads, s.gpus) == (3, 2, [])
 
 
-def test_default_workers_one_per_gpu_with_the_cores_split_between_them():
+def test_default_workers_one_per_gpu_with_the_cores_shared_between_them():
     s = from_environ({}, cpus=16, gpu_files=["nvidia0", "nvidia1", "nvidia2", "nvidia3"])
-    assert (s.workers, s.intra_op_threads, s.gpus) == (4, 4, ["0", "1", "2", "3"])
+    assert (s.workers, s.intra_op_threads, s.gpus) == (4, 8, ["0", "1", "2", "3"])
 
 
 def test_cuda_visible_devices_chooses_the_gpus():

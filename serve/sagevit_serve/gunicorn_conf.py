@@ -15,7 +15,7 @@ from sagevit_serve import settings as _settings
 _s = _settings.from_environ()
 
 # Each worker holds one model: one per GPU, else one per CPU of the container's quota, each
-# running TensorFlow on CPUs // workers threads.
+# running TensorFlow on twice its share of the cores (settings.intra_op_default).
 workers = _s.workers
 # Threads, so that concurrent requests can share one model call (batcher.py). nginx hands
 # over only complete requests, so no thread ever waits on a slow client.
